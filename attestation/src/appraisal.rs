@@ -1,0 +1,1 @@
+//! Appraisal of verified claims against reference values.

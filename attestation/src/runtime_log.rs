@@ -1,0 +1,1 @@
+//! Veil runtime event log (JSON), replayed against RTMR / PCR values.

@@ -1,0 +1,1 @@
+//! TCG PC-Client crypto-agile event log parsing and replay.
