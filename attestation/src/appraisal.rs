@@ -1,1 +1,331 @@
-//! Appraisal of verified claims against reference values.
+//! Appraisal: verified claims against reference values — the step after
+//! verification, kept apart from it (go-sev-guest `validate` vs `verify`).
+//!
+//! A [`Policy`] is TOML (the relying-party policy schema, shared with the client):
+//!
+//! ```toml
+//! allow_simulated = false          # default false: simulated evidence is refused
+//! allow_debug = false              # default false: debug TEEs are refused
+//! tee = ["snp", "tdx", "az-snp-vtpm"]   # allowed evidence kinds (default: any)
+//! report_data = "hex"              # exact 64 bytes expected in the hardware report
+//!
+//! [snp]
+//! measurement = ["hex", ...]       # any of
+//! host_data = ["hex"]
+//! vmpl = [0]
+//! min_tcb = { bootloader = 3, tee = 0, snp = 8, microcode = 115 }
+//! allow_migration_agent = false
+//!
+//! [tdx]
+//! mr_td = ["hex"]                  # also rtmr0..rtmr3, mr_config_id, mr_owner,
+//! rtmr1 = ["hex"]                  # mr_owner_config, mr_seam
+//! tcb_status = ["UpToDate"]        # default ["UpToDate"]
+//!
+//! [tpm]
+//! pcrs = { "7" = ["hex"] }
+//!
+//! [runtime]                        # allowed values of runtime event-log entries
+//! "veil.model-manifest" = ["sha256:..."]
+//! ```
+//!
+//! Every rule is optional ("not checked if absent"); a rule whose claim the
+//! evidence does not carry (e.g. a TCB status of a quote verified without
+//! collateral) fails, so a policy never passes on missing data.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::verify::{Claims, VerifiedEvidence};
+
+/// Reference values. See the module documentation for the TOML form.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Accept evidence from the Veil simulator (never in production).
+    #[serde(default)]
+    pub allow_simulated: bool,
+    /// Accept TEEs launched in debug mode (never in production).
+    #[serde(default)]
+    pub allow_debug: bool,
+    /// Allowed evidence kinds; absent = any.
+    #[serde(default)]
+    pub tee: Option<Vec<String>>,
+    /// Exact report data expected in the hardware report (hex, 64 bytes).
+    #[serde(default)]
+    pub report_data: Option<String>,
+    /// SEV-SNP rules.
+    #[serde(default)]
+    pub snp: Option<SnpPolicy>,
+    /// TDX rules.
+    #[serde(default)]
+    pub tdx: Option<TdxPolicy>,
+    /// TPM rules.
+    #[serde(default)]
+    pub tpm: Option<TpmPolicy>,
+    /// Allowed runtime event values, by event type.
+    #[serde(default)]
+    pub runtime: BTreeMap<String, Vec<String>>,
+}
+
+/// SEV-SNP reference values.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnpPolicy {
+    /// Allowed launch measurements (hex, 48 bytes).
+    pub measurement: Option<Vec<String>>,
+    /// Allowed HOST_DATA (hex, 32 bytes).
+    pub host_data: Option<Vec<String>>,
+    /// Allowed VMPLs.
+    pub vmpl: Option<Vec<u64>>,
+    /// Minimum reported TCB, per component.
+    pub min_tcb: Option<BTreeMap<String, u64>>,
+    /// Allow a migration agent to be associated with the guest.
+    #[serde(default)]
+    pub allow_migration_agent: bool,
+}
+
+/// TDX reference values (hex, 48 bytes each).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TdxPolicy {
+    /// Allowed MRTD values.
+    pub mr_td: Option<Vec<String>>,
+    /// Allowed RTMR0 values.
+    pub rtmr0: Option<Vec<String>>,
+    /// Allowed RTMR1 values.
+    pub rtmr1: Option<Vec<String>>,
+    /// Allowed RTMR2 values.
+    pub rtmr2: Option<Vec<String>>,
+    /// Allowed RTMR3 values.
+    pub rtmr3: Option<Vec<String>>,
+    /// Allowed MRCONFIGID values.
+    pub mr_config_id: Option<Vec<String>>,
+    /// Allowed MROWNER values.
+    pub mr_owner: Option<Vec<String>>,
+    /// Allowed MROWNERCONFIG values.
+    pub mr_owner_config: Option<Vec<String>>,
+    /// Allowed MRSEAM values (TDX module).
+    pub mr_seam: Option<Vec<String>>,
+    /// Acceptable platform TCB statuses.
+    #[serde(default = "default_tcb_status")]
+    pub tcb_status: Vec<String>,
+}
+
+impl Default for TdxPolicy {
+    fn default() -> Self {
+        Self {
+            mr_td: None,
+            rtmr0: None,
+            rtmr1: None,
+            rtmr2: None,
+            rtmr3: None,
+            mr_config_id: None,
+            mr_owner: None,
+            mr_owner_config: None,
+            mr_seam: None,
+            tcb_status: default_tcb_status(),
+        }
+    }
+}
+
+fn default_tcb_status() -> Vec<String> {
+    vec!["UpToDate".to_string()]
+}
+
+/// TPM reference values.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TpmPolicy {
+    /// PCR index → allowed values (hex) in the quoted bank.
+    #[serde(default)]
+    pub pcrs: BTreeMap<String, Vec<String>>,
+}
+
+impl Policy {
+    /// Parse a policy from TOML. Unknown keys are an error, so a misspelt rule is
+    /// never silently ignored.
+    pub fn from_toml(text: &str) -> std::result::Result<Self, toml::de::Error> {
+        toml::from_str(text)
+    }
+}
+
+fn claims_json(v: &impl serde::Serialize) -> Result<Value> {
+    serde_json::to_value(v).map_err(|e| Error::policy("claims", "serializable claims", e))
+}
+
+/// Find a claim by key, looking into nested objects (decoded sub-structures).
+fn lookup<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
+    match v {
+        Value::Object(m) => m.get(key).or_else(|| m.values().find_map(|x| lookup(x, key))),
+        _ => None,
+    }
+}
+
+fn str_claim<'a>(v: &'a Value, section: &str, key: &str) -> Result<&'a str> {
+    lookup(v, key)
+        .and_then(Value::as_str)
+        .ok_or_else(|| Error::policy(format!("{section}.{key}"), "a value", "absent from the verified claims"))
+}
+
+fn u64_claim(v: &Value, section: &str, key: &str) -> Result<u64> {
+    lookup(v, key)
+        .and_then(Value::as_u64)
+        .ok_or_else(|| Error::policy(format!("{section}.{key}"), "a number", "absent from the verified claims"))
+}
+
+fn bool_claim(v: &Value, section: &str, key: &str) -> Result<bool> {
+    lookup(v, key)
+        .and_then(Value::as_bool)
+        .ok_or_else(|| Error::policy(format!("{section}.{key}"), "a flag", "absent from the verified claims"))
+}
+
+fn one_of(field: String, allowed: &[String], found: &str) -> Result<()> {
+    let norm = |s: &str| s.trim().trim_start_matches("0x").to_ascii_lowercase();
+    if allowed.iter().any(|a| norm(a) == norm(found)) {
+        Ok(())
+    } else {
+        Err(Error::policy(field, format!("one of [{}]", allowed.join(", ")), found))
+    }
+}
+
+/// Appraise verified evidence against a policy. The first failed rule is returned,
+/// naming the claim, the allowed values and the found value.
+pub fn appraise(evidence: &VerifiedEvidence, policy: &Policy) -> Result<()> {
+    if evidence.simulated() && !policy.allow_simulated {
+        return Err(Error::policy("simulated", "hardware evidence (allow_simulated = false)", "simulated evidence"));
+    }
+    let kind = claims_json(&evidence.tee())?;
+    let kind = kind.as_str().unwrap_or_default().to_string();
+    if let Some(allowed) = &policy.tee {
+        one_of("tee".into(), allowed, &kind)?;
+    }
+    let (snp, tdx, tpm) = match evidence.claims() {
+        Claims::Snp(c) => (Some(claims_json(c)?), None, None),
+        Claims::Tdx(c) => (None, Some(claims_json(c)?), None),
+        Claims::Tpm(c) => (None, None, Some(claims_json(c)?)),
+        Claims::AzSnpVtpm { snp, tpm, .. } => (Some(claims_json(snp)?), None, Some(claims_json(tpm)?)),
+        Claims::AzTdxVtpm { tdx, tpm, .. } => (None, Some(claims_json(tdx)?), Some(claims_json(tpm)?)),
+        #[allow(unreachable_patterns)]
+        _ => (None, None, None),
+    };
+    if let Some(want) = &policy.report_data {
+        let found = match (&snp, &tdx) {
+            (Some(c), _) => str_claim(c, "snp", "report_data")?,
+            (_, Some(c)) => str_claim(c, "tdx", "report_data")?,
+            _ => return Err(Error::policy("report_data", want, "no hardware report in this evidence")),
+        };
+        one_of("report_data".into(), std::slice::from_ref(want), found)?;
+    }
+    if let Some(c) = &snp {
+        appraise_snp(c, policy)?;
+    } else if policy.snp.is_some() {
+        return Err(Error::policy("snp", "SEV-SNP evidence", kind));
+    }
+    if let Some(c) = &tdx {
+        appraise_tdx(c, policy)?;
+    } else if policy.tdx.is_some() {
+        return Err(Error::policy("tdx", "TDX evidence", kind));
+    }
+    if let Some(p) = &policy.tpm {
+        let Some(c) = &tpm else { return Err(Error::policy("tpm", "TPM evidence", kind)) };
+        let pcrs = lookup(c, "pcrs").and_then(Value::as_object);
+        for (idx, allowed) in &p.pcrs {
+            let found = pcrs
+                .and_then(|m| m.get(idx))
+                .and_then(Value::as_str)
+                .ok_or_else(|| Error::policy(format!("tpm.pcrs.{idx}"), "a quoted PCR value", "not quoted / not supplied"))?;
+            one_of(format!("tpm.pcrs.{idx}"), allowed, found)?;
+        }
+    }
+    Ok(())
+}
+
+fn appraise_snp(c: &Value, policy: &Policy) -> Result<()> {
+    if !policy.allow_debug && bool_claim(c, "snp", "debug")? {
+        return Err(Error::policy("snp.policy.debug", "debug disallowed", "debug allowed by the guest policy"));
+    }
+    let Some(p) = &policy.snp else { return Ok(()) };
+    if !p.allow_migration_agent && bool_claim(c, "snp", "migrate_ma")? {
+        return Err(Error::policy("snp.policy.migrate_ma", "no migration agent", "migration agent allowed"));
+    }
+    if let Some(allowed) = &p.measurement {
+        one_of("snp.measurement".into(), allowed, str_claim(c, "snp", "measurement")?)?;
+    }
+    if let Some(allowed) = &p.host_data {
+        one_of("snp.host_data".into(), allowed, str_claim(c, "snp", "host_data")?)?;
+    }
+    if let Some(allowed) = &p.vmpl {
+        let found = u64_claim(c, "snp", "vmpl")?;
+        if !allowed.contains(&found) {
+            return Err(Error::policy("snp.vmpl", format!("{allowed:?}"), found));
+        }
+    }
+    if let Some(min) = &p.min_tcb {
+        let reported = lookup(c, "reported_tcb_parts")
+            .ok_or_else(|| Error::policy("snp.reported_tcb", "decoded TCB components", "absent"))?;
+        for (component, min_value) in min {
+            let found = u64_claim(reported, "snp.reported_tcb", component)?;
+            if found < *min_value {
+                return Err(Error::policy(format!("snp.reported_tcb.{component}"), format!(">= {min_value}"), found));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn appraise_tdx(c: &Value, policy: &Policy) -> Result<()> {
+    if !policy.allow_debug && bool_claim(c, "tdx", "debug")? {
+        return Err(Error::policy("tdx.td_attributes.debug", "debug off", "debug on"));
+    }
+    let default = TdxPolicy::default();
+    let p = policy.tdx.as_ref().unwrap_or(&default);
+    let status = lookup(c, "tcb_status").and_then(Value::as_str).ok_or_else(|| {
+        Error::policy("tdx.tcb_status", format!("one of {:?}", p.tcb_status), "not evaluated (no collateral)")
+    })?;
+    one_of("tdx.tcb_status".into(), &p.tcb_status, status)?;
+    let rules: [(&str, &Option<Vec<String>>); 9] = [
+        ("mr_td", &p.mr_td),
+        ("rtmr0", &p.rtmr0),
+        ("rtmr1", &p.rtmr1),
+        ("rtmr2", &p.rtmr2),
+        ("rtmr3", &p.rtmr3),
+        ("mr_config_id", &p.mr_config_id),
+        ("mr_owner", &p.mr_owner),
+        ("mr_owner_config", &p.mr_owner_config),
+        ("mr_seam", &p.mr_seam),
+    ];
+    for (key, allowed) in rules {
+        if let Some(allowed) = allowed {
+            one_of(format!("tdx.{key}"), allowed, str_claim(c, "tdx", key)?)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_policy_keys_are_refused() {
+        assert!(Policy::from_toml("allow_simulated = true\n").is_ok());
+        assert!(Policy::from_toml("alow_simulated = true\n").is_err());
+        assert!(Policy::from_toml("[tdx]\nmrtd = [\"00\"]\n").is_err());
+    }
+
+    #[test]
+    fn tdx_default_status_is_up_to_date_only() {
+        let p = Policy::from_toml("[tdx]\n").unwrap();
+        assert_eq!(p.tdx.unwrap().tcb_status, vec!["UpToDate".to_string()]);
+    }
+
+    #[test]
+    fn one_of_normalises_hex_case() {
+        assert!(one_of("x".into(), &["ABcd".into()], "abcd").is_ok());
+        let e = one_of("x".into(), &["00".into()], "01").unwrap_err();
+        assert!(e.to_string().contains("x: expected one of [00], found 01"), "{e}");
+    }
+}
