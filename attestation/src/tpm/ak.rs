@@ -82,7 +82,9 @@ impl AkPublic {
             None => return Err(ParseError::new(AK, "PEM", "no PEM block").into()),
         };
         if pem.label != "PUBLIC KEY" {
-            return Err(ParseError::new(AK, "PEM", format!("expected a PUBLIC KEY block, found {:?}", pem.label)).into());
+            return Err(
+                ParseError::new(AK, "PEM", format!("expected a PUBLIC KEY block, found {:?}", pem.label)).into()
+            );
         }
         if blocks.next().is_some() {
             return Err(ParseError::new(AK, "PEM", "more than one PEM block").into());
@@ -93,7 +95,7 @@ impl AkPublic {
     /// A key from a DER `SubjectPublicKeyInfo`.
     pub fn from_spki_der(der: &[u8]) -> Result<Self> {
         let spki = match SubjectPublicKeyInfo::from_der(der) {
-            Ok((rest, spki)) if rest.is_empty() => spki,
+            Ok(([], spki)) => spki,
             Ok((rest, _)) => {
                 return Err(ParseError::new(AK, "SubjectPublicKeyInfo", format!("{} trailing bytes", rest.len())).into())
             }
@@ -108,7 +110,8 @@ impl AkPublic {
         match spki.parsed() {
             Ok(PublicKey::RSA(rsa)) if key_oid == oid::RSA => Self::from_rsa_components(rsa.modulus, rsa.exponent),
             Ok(PublicKey::EC(point)) if key_oid == oid::EC_PUBLIC_KEY => {
-                let curve_oid = spki.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok()).map(|o| o.to_id_string());
+                let curve_oid =
+                    spki.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok()).map(|o| o.to_id_string());
                 let curve = match curve_oid.as_deref() {
                     Some(oid::P256) => Curve::P256,
                     Some(oid::P384) => Curve::P384,
@@ -146,7 +149,10 @@ impl AkPublic {
         let spki = der(
             0x30,
             &[
-                der(0x30, &[&[0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01][..], &[0x05, 0x00]].concat()),
+                der(
+                    0x30,
+                    &[&[0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01][..], &[0x05, 0x00]].concat(),
+                ),
                 bit_string(&rsa_key),
             ]
             .concat(),
@@ -193,20 +199,25 @@ impl AkPublic {
         const RESTRICTED: u32 = 1 << 16;
         if attrs & SIGN == 0 || attrs & RESTRICTED == 0 || attrs & DECRYPT != 0 {
             return Err(r
-                .error("objectAttributes", format!("{attrs:#010x} is not a restricted signing key (sign, restricted, not decrypt)"))
+                .error(
+                    "objectAttributes",
+                    format!("{attrs:#010x} is not a restricted signing key (sign, restricted, not decrypt)"),
+                )
                 .into());
         }
         tpm2b(&mut r, "authPolicy", 64)?;
         let sym = r.u16_be("parameters.symmetric.algorithm")?;
         if sym != ALG_NULL {
-            return Err(r.error("parameters.symmetric", format!("a signing key has symmetric TPM_ALG_NULL, found {sym:#06x}")).into());
+            return Err(r
+                .error("parameters.symmetric", format!("a signing key has symmetric TPM_ALG_NULL, found {sym:#06x}"))
+                .into());
         }
         let scheme_id = r.u16_be("parameters.scheme.scheme")?;
         let scheme = SigScheme::from_alg_id(scheme_id)
             .ok_or_else(|| r.error("parameters.scheme", format!("unsupported AK signing scheme {scheme_id:#06x}")))?;
         let h = r.u16_be("parameters.scheme.hashAlg")?;
-        let hash =
-            HashAlg::from_alg_id(h).ok_or_else(|| r.error("parameters.scheme.hashAlg", format!("unsupported hash {h:#06x}")))?;
+        let hash = HashAlg::from_alg_id(h)
+            .ok_or_else(|| r.error("parameters.scheme.hashAlg", format!("unsupported hash {h:#06x}")))?;
         let mut key = match ty {
             ALG_RSA => {
                 if !scheme.is_rsa() {
@@ -233,8 +244,10 @@ impl AkPublic {
                 }
                 let x = tpm2b(&mut r, "unique.ecc.x", 66)?;
                 let y = tpm2b(&mut r, "unique.ecc.y", 66)?;
-                let x = left_pad(x, curve.field_len()).ok_or_else(|| r.error("unique.ecc.x", "longer than the curve"))?;
-                let y = left_pad(y, curve.field_len()).ok_or_else(|| r.error("unique.ecc.y", "longer than the curve"))?;
+                let x =
+                    left_pad(x, curve.field_len()).ok_or_else(|| r.error("unique.ecc.x", "longer than the curve"))?;
+                let y =
+                    left_pad(y, curve.field_len()).ok_or_else(|| r.error("unique.ecc.y", "longer than the curve"))?;
                 Self::from_ec_point(curve, &[&[0x04][..], &x, &y].concat())?
             }
             t => return Err(r.error("type", format!("unsupported key type {t:#06x}")).into()),
@@ -289,7 +302,9 @@ impl AkPublic {
         const WHAT: &str = "TPM quote signature by the AK";
         if let Some((scheme, hash)) = self.scheme {
             if scheme != sig.scheme() || hash != sig.hash() {
-                return Err(Error::Signature { what: "TPM quote signature: its scheme is not the AK's signing scheme" });
+                return Err(Error::Signature {
+                    what: "TPM quote signature: its scheme is not the AK's signing scheme",
+                });
             }
         }
         if sig.hash() == HashAlg::Sha1 {
@@ -317,16 +332,23 @@ impl AkPublic {
                 let s = left_pad(s, flen).ok_or(bad)?;
                 // ring has fixed-length (r || s) verifiers for the matching
                 // curve/hash pairs; the crossed pairs exist only as ASN.1.
-                let (alg, sig_bytes): (&'static dyn signature::VerificationAlgorithm, Vec<u8>) = match (curve, sig.hash()) {
-                    (Curve::P256, HashAlg::Sha256) => (&signature::ECDSA_P256_SHA256_FIXED, [r, s].concat()),
-                    (Curve::P384, HashAlg::Sha384) => (&signature::ECDSA_P384_SHA384_FIXED, [r, s].concat()),
-                    (Curve::P256, HashAlg::Sha384) => (&signature::ECDSA_P256_SHA384_ASN1, ecdsa_der(&r, &s)),
-                    (Curve::P384, HashAlg::Sha256) => (&signature::ECDSA_P384_SHA256_ASN1, ecdsa_der(&r, &s)),
-                    _ => return Err(Error::Signature { what: "TPM quote signature: unsupported ECDSA curve/hash pair" }),
-                };
+                let (alg, sig_bytes): (&'static dyn signature::VerificationAlgorithm, Vec<u8>) =
+                    match (curve, sig.hash()) {
+                        (Curve::P256, HashAlg::Sha256) => (&signature::ECDSA_P256_SHA256_FIXED, [r, s].concat()),
+                        (Curve::P384, HashAlg::Sha384) => (&signature::ECDSA_P384_SHA384_FIXED, [r, s].concat()),
+                        (Curve::P256, HashAlg::Sha384) => (&signature::ECDSA_P256_SHA384_ASN1, ecdsa_der(&r, &s)),
+                        (Curve::P384, HashAlg::Sha256) => (&signature::ECDSA_P384_SHA256_ASN1, ecdsa_der(&r, &s)),
+                        _ => {
+                            return Err(Error::Signature {
+                                what: "TPM quote signature: unsupported ECDSA curve/hash pair",
+                            })
+                        }
+                    };
                 UnparsedPublicKey::new(alg, point).verify(msg, &sig_bytes).map_err(|_| Error::Signature { what: WHAT })
             }
-            _ => Err(Error::Signature { what: "TPM quote signature: the signature scheme does not fit the AK's key type" }),
+            _ => Err(Error::Signature {
+                what: "TPM quote signature: the signature scheme does not fit the AK's key type",
+            }),
         }
     }
 }

@@ -63,10 +63,7 @@ pub(crate) fn verify_ak_chain(chain: &AkCertChain<'_>, ak: &AkPublic, opts: &Opt
 
     let leaf = parse_der(&leaf_der, "AK certificate")?;
     let root = parse_der(&root_der, "AK root certificate")?;
-    let inters = inter_ders
-        .iter()
-        .map(|d| parse_der(d, "AK intermediate certificate"))
-        .collect::<Result<Vec<_>>>()?;
+    let inters = inter_ders.iter().map(|d| parse_der(d, "AK intermediate certificate")).collect::<Result<Vec<_>>>()?;
 
     check_validity(&leaf, opts.at, "AK certificate")?;
     check_extensions(&leaf, "AK certificate")?;
@@ -130,7 +127,7 @@ pub(crate) fn verify_ak_chain(chain: &AkCertChain<'_>, ak: &AkPublic, opts: &Opt
         }
         let Some(cand) = inters.get(i) else { break };
         check_validity(cand, opts.at, "AK intermediate certificate")?;
-                check_ca(cand, cas_below, "AK intermediate certificate")?;
+        check_ca(cand, cas_below, "AK intermediate certificate")?;
         cas_below = cas_below.saturating_add(1);
         current = cand;
     }
@@ -177,7 +174,9 @@ fn check_ca(c: &X509Certificate<'_>, cas_below: u32, what: &str) -> Result<()> {
         Ok(Some(bc)) if bc.value.ca => {
             if let Some(max) = bc.value.path_len_constraint {
                 if cas_below > max {
-                    return Err(Error::chain(format!("{what}: pathLenConstraint {max} exceeded ({cas_below} CAs below)")));
+                    return Err(Error::chain(format!(
+                        "{what}: pathLenConstraint {max} exceeded ({cas_below} CAs below)"
+                    )));
                 }
             }
         }

@@ -13,6 +13,17 @@
 //! [`verify_quote`] is the building block (the Azure vTPM verifier reuses it with
 //! an AK that the hardware report binds); [`TpmVerifier`] adds the AK certificate
 //! chain and the event log.
+//!
+//! Why a signed `TPMS_ATTEST` can be trusted: a *restricted* signing key only signs
+//! data that starts with `TPM_GENERATED_VALUE` when the TPM produced it. A PEM/DER
+//! AK does not say whether it is restricted; the AK certificate (or the hardware
+//! report that binds the AK) vouches for that. [`AkPublic::from_tpmt_public`]
+//! checks the attributes itself.
+//!
+//! Limits (typed errors, not silent passes): RSA 2048–8192 bits; RSA-PSS only with
+//! salt length = hash length (ring's PSS verifier; TPMs from spec revision 1.38 on
+//! do this); SHA-1 signatures refused; ECDSA on P-256/P-384 only; one PCR bank per
+//! quote.
 
 mod ak;
 mod chain;

@@ -31,8 +31,7 @@ impl PcrValues {
     pub fn from_list<B: AsRef<[u8]>>(bank: HashAlg, list: &[B]) -> Result<Self> {
         let mut values = BTreeMap::new();
         for (i, v) in list.iter().enumerate() {
-            let idx = u32::try_from(i)
-                .map_err(|_| ParseError::new(PCRS, "index", "too many PCR values"))?;
+            let idx = u32::try_from(i).map_err(|_| ParseError::new(PCRS, "index", "too many PCR values"))?;
             values.insert(idx, v.as_ref().to_vec());
         }
         Self::new(bank, values)

@@ -192,7 +192,9 @@ pub fn parse_attest(bytes: &[u8]) -> Result<Attest> {
     }
     let ty = r.u16_be("type")?;
     if ty != TPM_ST_ATTEST_QUOTE {
-        return Err(r.error("type", format!("expected {TPM_ST_ATTEST_QUOTE:#06x} (TPM_ST_ATTEST_QUOTE), found {ty:#06x}")).into());
+        return Err(r
+            .error("type", format!("expected {TPM_ST_ATTEST_QUOTE:#06x} (TPM_ST_ATTEST_QUOTE), found {ty:#06x}"))
+            .into());
     }
     let qualified_signer = tpm2b(&mut r, "qualifiedSigner", MAX_NAME)?.to_vec();
     let extra_data = tpm2b(&mut r, "extraData", MAX_DATA)?.to_vec();
@@ -234,10 +236,9 @@ fn parse_pcr_selection(r: &mut Reader<'_>) -> Result<Vec<PcrSelection>, ParseErr
         }
         let size = r.u8("quote.pcrSelect.sizeofSelect")?;
         if size > MAX_SIZEOF_SELECT {
-            return Err(r.error(
-                "quote.pcrSelect.sizeofSelect",
-                format!("{size} bytes, at most {MAX_SIZEOF_SELECT} allowed"),
-            ));
+            return Err(
+                r.error("quote.pcrSelect.sizeofSelect", format!("{size} bytes, at most {MAX_SIZEOF_SELECT} allowed"))
+            );
         }
         let bitmap = r.take(usize::from(size), "quote.pcrSelect.pcrSelect")?;
         out.push(PcrSelection { bank, pcrs: bitmap_indices(bitmap) });
