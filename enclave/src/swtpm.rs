@@ -41,11 +41,17 @@ impl Swtpm {
     /// the `SWTPM` environment variable) on two free loopback ports.
     pub fn start() -> Result<Self> {
         let binary = std::env::var_os("SWTPM").unwrap_or_else(|| "swtpm".into());
+        Self::start_with(Path::new(&binary))
+    }
+
+    /// Start the swtpm binary at `binary` (a path, or a name looked up on `PATH`).
+    pub fn start_with(binary: &Path) -> Result<Self> {
+        let binary = binary.as_os_str();
         let mut last = String::new();
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port_pair()?;
             let state_dir = unique_temp_dir()?;
-            match Self::spawn(&binary, port, &state_dir) {
+            match Self::spawn(binary, port, &state_dir) {
                 Ok(child) => {
                     let mut swtpm = Swtpm { child, port, state_dir };
                     match swtpm.wait_ready() {

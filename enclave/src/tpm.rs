@@ -76,6 +76,9 @@ const P256_SPKI_PREFIX: [u8; 26] = [
 /// TPM_ALG_SHA256, the name algorithm of the AK.
 const TPM_ALG_SHA256: [u8; 2] = [0x00, 0x0b];
 
+/// TPM_RH_ENDORSEMENT: the qualified name of the endorsement hierarchy is its handle.
+const TPM_RH_ENDORSEMENT: [u8; 4] = [0x40, 0x00, 0x00, 0x0b];
+
 /// The qualifying data [`Attester::evidence`] uses for `report_data`:
 /// SHA-256 of the 64 bytes.
 pub fn qualifying_data_for(report_data: &[u8; 64]) -> [u8; 32] {
@@ -92,9 +95,12 @@ pub struct AkInfo {
     /// The marshalled TPMT_PUBLIC: lets a verifier check the key's attributes
     /// (restricted, fixedTPM, sign) against `name`.
     pub public_area: Vec<u8>,
-    /// The TPM name: `0x000B ‖ SHA-256(public_area)`; equals the quote's
-    /// `qualifiedSigner`.
+    /// The TPM name: `0x000B ‖ SHA-256(public_area)`.
     pub name: Vec<u8>,
+    /// The qualified name of a primary key in the endorsement hierarchy:
+    /// `0x000B ‖ SHA-256(TPM_RH_ENDORSEMENT ‖ name)`; equals the quote's
+    /// `qualifiedSigner` (TPM 2.0 Part 1, §16 "Names", qualified names).
+    pub qualified_name: Vec<u8>,
 }
 
 /// A TPM2_Quote as the TPM returned it.
@@ -148,7 +154,10 @@ impl TpmAttester {
 
     /// Create (or re-create) the attestation key: a primary, restricted ECC P-256
     /// signing key with scheme ECDSA-SHA256 in the endorsement hierarchy, held
-    /// transiently and flushed when the attester is dropped.
+    /// transiently. A previous AK of this attester is flushed first; the current
+    /// one is flushed when the attester is dropped (tss-esapi's `Context` flushes
+    /// the transient objects it created), so the TPM's few object slots do not
+    /// fill up on a TPM without a resource manager (swtpm, `/dev/tpm0`).
     pub fn create_ak(&mut self) -> Result<AkInfo> {
         self.inner_mut()?.create_ak()
     }
@@ -264,7 +273,9 @@ impl Inner {
         let mut public_der = P256_SPKI_PREFIX.to_vec();
         public_der.extend_from_slice(&point);
         let public_pem = pem_public_key(&public_der);
-        Ok((AkInfo { public_pem, public_der, public_area, name }, point))
+        let mut qualified_name = TPM_ALG_SHA256.to_vec();
+        qualified_name.extend_from_slice(&Sha256::new().chain_update(TPM_RH_ENDORSEMENT).chain_update(&name).finalize());
+        Ok((AkInfo { public_pem, public_der, public_area, name, qualified_name }, point))
     }
 
     fn quote(&mut self, qualifying_data: &[u8], pcrs: &[u8]) -> Result<TpmQuote> {
@@ -293,8 +304,12 @@ impl Inner {
                     hex::encode(qualifying_data)
                 )));
             }
-            if attest.qualified_signer().value() != ak.info.name.as_slice() {
-                return Err(AttestError::SelfCheck("qualifiedSigner is not the AK's name".into()));
+            if attest.qualified_signer().value() != ak.info.qualified_name.as_slice() {
+                return Err(AttestError::SelfCheck(format!(
+                    "qualifiedSigner {} is not the AK's qualified name {}",
+                    hex::encode(attest.qualified_signer().value()),
+                    hex::encode(&ak.info.qualified_name)
+                )));
             }
             check_selection(info.pcr_selection(), pcrs)?;
             let mut h = Sha256::new();
@@ -309,16 +324,6 @@ impl Inner {
             return Ok(TpmQuote { attest: attest_bytes, signature: signature_bytes, pcr_values });
         }
         Err(AttestError::PcrsUnstable { attempts: QUOTE_ATTEMPTS })
-    }
-}
-
-impl Drop for Inner {
-    fn drop(&mut self) {
-        // A transient object outlives the connection on a TPM without a resource
-        // manager (swtpm, /dev/tpm0): flush it so the TPM's slots do not fill up.
-        if let Some(ak) = self.ak.take() {
-            let _ = self.ctx.flush_context(ak.handle.into());
-        }
     }
 }
 
