@@ -79,8 +79,8 @@ pub(crate) enum Role {
 }
 
 /// An embedded AMD CA certificate.
-struct Embedded {
-    der: &'static [u8],
+pub(crate) struct Embedded {
+    pub(crate) der: &'static [u8],
 }
 
 /// AMD ARK/ASK/ASVK for Milan, Genoa and Turin (DER, from AMD KDS; see
@@ -147,22 +147,37 @@ fn anchor<'a>(der: &'a [u8], simulated: Option<&'static str>, what: &str) -> Res
     Ok(Anchor { cert, role, product, simulated })
 }
 
-fn simulated_name(der: &[u8]) -> Option<&'static str> {
-    crate::danger::snp_certs().iter().find(|c| c.der == der).map(|c| c.name)
+/// The certificates a path may use: the embedded AMD ones and the simulated ones.
+/// A parameter (not globals) so that tests can exercise the simulated path.
+#[derive(Clone, Copy)]
+pub(crate) struct TrustStore {
+    pub(crate) embedded: &'static [Embedded],
+    pub(crate) simulated: &'static [crate::danger::SimulatedCert],
+}
+
+impl TrustStore {
+    /// The production store: embedded AMD certificates and [`crate::danger::snp_certs`].
+    pub(crate) fn standard() -> Self {
+        TrustStore { embedded: EMBEDDED, simulated: crate::danger::snp_certs() }
+    }
+
+    fn simulated_name(&self, der: &[u8]) -> Option<&'static str> {
+        self.simulated.iter().find(|c| c.der == der).map(|c| c.name)
+    }
 }
 
 /// The candidate CA certificates: those of the supplied chain file (each must be
 /// a known certificate), or, without a file, every embedded one plus the
 /// simulated ones (which are refused by name later if the path uses them and the
 /// simulator is not trusted).
-fn anchors<'a>(chain: Option<&'a [Vec<u8>]>, trust_simulator: bool) -> Result<Vec<Anchor<'a>>> {
+fn anchors<'a>(chain: Option<&'a [Vec<u8>]>, trust_simulator: bool, store: TrustStore) -> Result<Vec<Anchor<'a>>> {
     let mut out = Vec::new();
     match chain {
         None => {
-            for e in EMBEDDED {
+            for e in store.embedded {
                 out.push(anchor(e.der, None, "embedded AMD certificate")?);
             }
-            for s in crate::danger::snp_certs() {
+            for s in store.simulated {
                 // A simulated certificate that does not look like an AMD CA is
                 // simply not a candidate.
                 if let Ok(a) = anchor(s.der, Some(s.name), "simulated certificate") {
@@ -179,9 +194,9 @@ fn anchors<'a>(chain: Option<&'a [Vec<u8>]>, trust_simulator: bool) -> Result<Ve
             }
             for (i, der) in ders.iter().enumerate() {
                 let der = der.as_slice();
-                if let Some(e) = EMBEDDED.iter().find(|e| e.der == der) {
+                if let Some(e) = store.embedded.iter().find(|e| e.der == der) {
                     out.push(anchor(e.der, None, "embedded AMD certificate")?);
-                } else if let Some(name) = simulated_name(der) {
+                } else if let Some(name) = store.simulated_name(der) {
                     if !trust_simulator {
                         return Err(Error::SimulatedRoot { root: name.to_string() });
                     }
@@ -518,6 +533,7 @@ pub(crate) fn verify_chain(
     kind: SigningKey,
     chain_bytes: Option<&[u8]>,
     trust_simulator: bool,
+    store: TrustStore,
 ) -> Result<VerifiedChain> {
     let leaf_name = match kind {
         SigningKey::Vcek => "VCEK",
@@ -535,7 +551,7 @@ pub(crate) fn verify_chain(
         Some(b) => Some(x509::certs_from_pem_or_der(b, "SNP chain file")?),
         None => None,
     };
-    let candidates = anchors(chain_ders.as_deref(), trust_simulator)?;
+    let candidates = anchors(chain_ders.as_deref(), trust_simulator, store)?;
 
     // Issuer of the leaf: an ASK for a VCEK, an ASVK for a VLEK, by subject, then
     // by signature.
@@ -639,7 +655,7 @@ mod tests {
 
     #[test]
     fn embedded_roots_classify_and_verify() {
-        let all = anchors(None, false).unwrap();
+        let all = anchors(None, false, TrustStore::standard()).unwrap();
         assert!(all.len() >= 9);
         for a in all.iter().filter(|a| a.simulated.is_none()) {
             // Every ASK/ASVK is signed by the ARK of its product, every ARK by itself.

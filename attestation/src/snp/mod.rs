@@ -59,9 +59,15 @@ const CACHE_CAPACITY: usize = 64;
 /// The SEV-SNP verifier. It caches verified VCEK/VLEK chains (keyed by SHA-256 of
 /// the certificate and chain bytes), so a repeat verification costs one ECDSA
 /// P-384 check plus the validity, TCB and chip-ID comparisons.
-#[derive(Default)]
 pub struct SnpVerifier {
     cache: Mutex<HashMap<[u8; 32], Arc<VerifiedChain>>>,
+    store: certs::TrustStore,
+}
+
+impl Default for SnpVerifier {
+    fn default() -> Self {
+        SnpVerifier { cache: Mutex::new(HashMap::new()), store: certs::TrustStore::standard() }
+    }
 }
 
 impl std::fmt::Debug for SnpVerifier {
@@ -107,7 +113,7 @@ impl SnpVerifier {
                 return Ok(Arc::clone(hit));
             }
         }
-        let verified = Arc::new(certs::verify_chain(cert, kind, chain, opts.trusts_simulator())?);
+        let verified = Arc::new(certs::verify_chain(cert, kind, chain, opts.trusts_simulator(), self.store)?);
         // A poisoned lock is a cache miss, never a panic.
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() >= CACHE_CAPACITY {

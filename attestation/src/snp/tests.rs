@@ -824,3 +824,143 @@ fn fuzz_entry_does_not_panic_on_seeds() {
         fuzz_report(&r);
     }
 }
+
+/// Rough timing of a verification with a cached chain (debug build; the bar is
+/// measured by the benchmarks, not here). `cargo test ... -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn timing_cached_chain() {
+    let v = SnpVerifier::new();
+    let (c, l) = accepted().into_iter().next().unwrap();
+    let report = l.report.clone().unwrap();
+    let cold = std::time::Instant::now();
+    v.verify(&evidence(&c, &l, &report, &l.cert), &l.opts).unwrap();
+    let cold = cold.elapsed();
+    let n = 200;
+    let t = std::time::Instant::now();
+    for _ in 0..n {
+        v.verify(&evidence(&c, &l, &report, &l.cert), &l.opts).unwrap();
+    }
+    eprintln!("cold {cold:?}, cached {:?} per verification", t.elapsed() / n);
+    // Breakdown: the ECDSA P-384 check alone, parsing alone, the cache key alone.
+    let vc = v.cache.lock().unwrap().values().next().cloned().unwrap();
+    let parsed = parse_report(&report).unwrap();
+    let sig = parsed.signature_p1363();
+    let t = std::time::Instant::now();
+    for _ in 0..n {
+        UnparsedPublicKey::new(&ECDSA_P384_SHA384_FIXED, vc.public_key.as_slice())
+            .verify(&report[..SIGNED_LEN], &sig)
+            .unwrap();
+    }
+    let ecdsa = t.elapsed() / n;
+    let t = std::time::Instant::now();
+    for _ in 0..n {
+        parse_report(&report).unwrap();
+    }
+    let parse = t.elapsed() / n;
+    let t = std::time::Instant::now();
+    for _ in 0..n {
+        cache_key(&l.cert, SigningKey::Vcek, Some(&l.chain));
+    }
+    eprintln!("ecdsa {ecdsa:?}, parse {parse:?}, cache key {:?}", t.elapsed() / n);
+}
+
+// ---------------------------------------------------------------- simulated roots
+
+/// A verifier whose "simulated" certificates are the real Milan ARK and ASK, and
+/// which embeds nothing: exercises the danger path with real signatures.
+fn simulated_milan_verifier() -> SnpVerifier {
+    use crate::danger::SimulatedCert;
+    let sims: Vec<SimulatedCert> = vec![
+        SimulatedCert { name: "test-sim ARK-Milan", der: include_bytes!("roots/ark_milan.der") },
+        SimulatedCert { name: "test-sim SEV-Milan", der: include_bytes!("roots/ask_milan.der") },
+    ];
+    let store = certs::TrustStore { embedded: &[], simulated: Box::leak(sims.into_boxed_slice()) };
+    SnpVerifier { cache: std::sync::Mutex::new(std::collections::HashMap::new()), store }
+}
+
+#[test]
+fn simulated_roots_need_the_danger_option() {
+    let (c, l) = accepted().into_iter().next().unwrap();
+    let report = l.report.as_ref().unwrap();
+    for chain in [Some(l.chain.as_slice()), None] {
+        let v = simulated_milan_verifier();
+        let ev = SnpEvidence { chain, ..evidence(&c, &l, report, &l.cert) };
+        let e = v.verify(&ev, &l.opts).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Simulated, "{e}");
+        assert!(e.to_string().contains("test-sim"), "{e}");
+        let trusting = l.opts.clone().danger_trust_simulator(true);
+        let ok = v.verify(&ev, &trusting).unwrap();
+        assert!(ok.simulated());
+        // Cached now; a cache hit without the option is still refused by name.
+        let e = v.verify(&ev, &l.opts).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Simulated, "{e}");
+        let e = v.verify_chain_only(&l.cert, false, &l.chain, &l.opts).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Simulated, "{e}");
+    }
+    // The production verifier never marks real evidence as simulated.
+    let ev = SnpVerifier::new().verify(&evidence(&c, &l, report, &l.cert), &l.opts.clone().danger_trust_simulator(true));
+    assert!(!ev.unwrap().simulated());
+}
+
+// ---------------------------------------------------------------- report ↔ VCEK binding
+
+#[test]
+fn tcb_and_chip_id_must_match_the_vcek() {
+    let v = SnpVerifier::new();
+    let (c, l) = accepted().into_iter().next().unwrap();
+    let report_bytes = l.report.clone().unwrap();
+    v.verify(&evidence(&c, &l, &report_bytes, &l.cert), &l.opts).unwrap();
+    let vc: VerifiedChain = (*v.cache.lock().unwrap().values().next().unwrap().clone()).clone();
+    let report = parse_report(&report_bytes).unwrap();
+    let mut notes = Vec::new();
+    check_binding(&report, &vc, &mut notes).unwrap();
+    assert!(notes.is_empty());
+
+    let tweak = |f: &dyn Fn(&mut VerifiedChain)| {
+        let mut vc = vc.clone();
+        f(&mut vc);
+        check_binding(&report, &vc, &mut Vec::new()).unwrap_err()
+    };
+    for e in [
+        tweak(&|vc| vc.extensions.bl_spl ^= 1),
+        tweak(&|vc| vc.extensions.tee_spl ^= 1),
+        tweak(&|vc| vc.extensions.snp_spl ^= 1),
+        tweak(&|vc| vc.extensions.ucode_spl ^= 1),
+        tweak(&|vc| vc.extensions.hwid.as_mut().unwrap()[63] ^= 1),
+        tweak(&|vc| vc.extensions.hwid = Some(report.chip_id[..8].to_vec())),
+        // A Turin chain reads the TCB differently (and needs fmc).
+        tweak(&|vc| vc.product = Product::Turin),
+    ] {
+        assert_eq!(e.kind(), ErrorKind::Binding, "{e}");
+    }
+    // Masked chip ID: accepted with a note (the VCEK signature pins the chip).
+    let mut masked = report.clone();
+    masked.chip_id = [0; 64];
+    let mut notes = Vec::new();
+    check_binding(&masked, &vc, &mut notes).unwrap();
+    assert_eq!(notes.len(), 1);
+    // CPUID of another product line.
+    let mut other = report.clone();
+    other.cpuid = Some(Cpuid { family: 0x19, model: 0x11, stepping: 1 });
+    assert_eq!(check_binding(&other, &vc, &mut Vec::new()).unwrap_err().kind(), ErrorKind::Binding);
+    // Turin: 8-byte hwID, rest of CHIP_ID zero, fmc compared.
+    let mut turin_vc = vc.clone();
+    turin_vc.product = Product::Turin;
+    turin_vc.extensions.hwid = Some(vec![1, 2, 3, 4, 5, 6, 7, 8]);
+    turin_vc.extensions.fmc_spl = Some(1);
+    let parts = TcbParts { fmc: Some(1), bootloader: 2, tee: 3, snp: 4, microcode: 9 };
+    (turin_vc.extensions.bl_spl, turin_vc.extensions.tee_spl) = (2, 3);
+    (turin_vc.extensions.snp_spl, turin_vc.extensions.ucode_spl) = (4, 9);
+    let mut turin = report.clone();
+    turin.cpuid = Some(Cpuid { family: 0x1A, model: 0x02, stepping: 1 });
+    turin.reported_tcb = TcbVersion::from_parts(parts, TcbLayout::Turin);
+    turin.chip_id = [0; 64];
+    turin.chip_id[..8].copy_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+    check_binding(&turin, &turin_vc, &mut Vec::new()).unwrap();
+    turin.chip_id[8] = 1;
+    assert_eq!(check_binding(&turin, &turin_vc, &mut Vec::new()).unwrap_err().kind(), ErrorKind::Binding);
+    turin.chip_id[8] = 0;
+    turin_vc.extensions.fmc_spl = Some(2);
+    assert_eq!(check_binding(&turin, &turin_vc, &mut Vec::new()).unwrap_err().kind(), ErrorKind::Binding);
+}
