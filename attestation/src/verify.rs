@@ -130,6 +130,9 @@ pub enum Tee {
 pub enum Claims {
     /// SEV-SNP report claims.
     Snp(crate::snp::SnpClaims),
+    /// A SEV-SNP VCEK/VLEK verified to an AMD root, without a report
+    /// ([`crate::snp::SnpVerifier::verify_chain_only`]).
+    SnpCertChain(crate::snp::SnpCertClaims),
     /// TDX quote claims.
     Tdx(crate::tdx::TdxClaims),
     /// TPM quote claims.
