@@ -79,8 +79,8 @@ impl Collateral {
     /// Parse dcap-qvl `QuoteCollateralV3` JSON (CRLs and signatures as hex strings).
     /// This checks the shape only; the content is verified by the verifier.
     pub fn from_json(bytes: &[u8]) -> Result<Self> {
-        let w: Wire = serde_json::from_slice(bytes)
-            .map_err(|e| Error::Collateral(format!("not QuoteCollateralV3 JSON: {e}")))?;
+        let w: Wire =
+            serde_json::from_slice(bytes).map_err(|e| Error::Collateral(format!("not QuoteCollateralV3 JSON: {e}")))?;
         let mut c = Collateral {
             root_ca_crl: unhex(&w.root_ca_crl, "root_ca_crl")?,
             pck_crl: unhex(&w.pck_crl, "pck_crl")?,
@@ -142,7 +142,7 @@ pub(crate) struct VerifiedCollateral {
 /// Parse one DER CRL.
 pub(crate) fn parse_crl<'a>(der: &'a [u8], what: &str) -> Result<CertificateRevocationList<'a>> {
     match CertificateRevocationList::from_der(der) {
-        Ok((rest, crl)) if rest.is_empty() => Ok(crl),
+        Ok(([], crl)) => Ok(crl),
         Ok((rest, _)) => Err(Error::Collateral(format!("{what}: {} bytes after the CRL", rest.len()))),
         Err(e) => Err(Error::Collateral(format!("{what}: not a DER CRL: {e}"))),
     }
@@ -160,11 +160,7 @@ fn check_crl(
     sig_what: &'static str,
 ) -> Result<HashSet<Vec<u8>>> {
     if crl.issuer().as_raw() != issuer.subject().as_raw() {
-        return Err(Error::Collateral(format!(
-            "{what}: issued by {}, expected {}",
-            crl.issuer(),
-            issuer.subject()
-        )));
+        return Err(Error::Collateral(format!("{what}: issued by {}, expected {}", crl.issuer(), issuer.subject())));
     }
     x509::verify_signature_with_alg(
         &crl.signature_algorithm,
@@ -236,7 +232,10 @@ pub(crate) fn verify(c: &Collateral, anchor: &Anchor) -> Result<VerifiedCollater
         (&pck_ca, "PCK CRL issuer certificate"),
     ] {
         if root_crl_revoked.contains(&serial_key(cert.raw_serial())) {
-            return Err(Error::chain(format!("{what} (serial {}) is revoked by the root CA CRL", cert.raw_serial_as_string())));
+            return Err(Error::chain(format!(
+                "{what} (serial {}) is revoked by the root CA CRL",
+                cert.raw_serial_as_string()
+            )));
         }
     }
 
@@ -257,7 +256,11 @@ pub(crate) fn verify(c: &Collateral, anchor: &Anchor) -> Result<VerifiedCollater
 
     let windows = vec![
         Window { what: "TCB info", not_before: tcb_info.issue_date.unix, not_after: tcb_info.next_update.unix },
-        Window { what: "QE identity", not_before: qe_identity.issue_date.unix, not_after: qe_identity.next_update.unix },
+        Window {
+            what: "QE identity",
+            not_before: qe_identity.issue_date.unix,
+            not_after: qe_identity.next_update.unix,
+        },
         crl_window(&root_crl, "root CA CRL")?,
         crl_window(&pck_crl, "PCK CRL")?,
         validity_window(&tcb_signer, "TCB info signing certificate"),

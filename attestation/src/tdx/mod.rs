@@ -343,7 +343,13 @@ fn verify_p256(key: &[u8], msg: &[u8], sig: &[u8; 64], what: &'static str) -> Re
 }
 
 impl TdxVerifier {
-    fn verified_pck(&self, pem: &[u8], default: Anchor, sims: &'static [SimulatedCert]) -> Result<Arc<(&'static [u8], VerifiedPck)>> {
+    fn verified_pck(
+        &self,
+        pem: &[u8],
+        default: Anchor,
+        sims: &'static [SimulatedCert],
+        trust_simulator: bool,
+    ) -> Result<Arc<(&'static [u8], VerifiedPck)>> {
         let key = sha256(&[pem]);
         if let Some(hit) = self.pck.get(&key) {
             // The result depends on the chain and the default anchor only.
@@ -351,7 +357,7 @@ impl TdxVerifier {
                 return Ok(hit);
             }
         }
-        let v = Arc::new((default.der, pck::verify_chain(pem, default, sims)?));
+        let v = Arc::new((default.der, pck::verify_chain(pem, default, sims, trust_simulator)?));
         self.pck.insert(key, Arc::clone(&v));
         Ok(v)
     }
@@ -375,7 +381,8 @@ impl TdxVerifier {
     ) -> Result<VerifiedEvidence> {
         let q = parse_quote(ev.quote)?;
         let supplied = ev.root.map(|r| classify_root(r, opts, sims)).transpose()?;
-        let pck_entry = self.verified_pck(q.pck_chain_pem, supplied.unwrap_or(EMBEDDED), sims)?;
+        let pck_entry =
+            self.verified_pck(q.pck_chain_pem, supplied.unwrap_or(EMBEDDED), sims, opts.trusts_simulator())?;
         let pck = &pck_entry.1;
         if pck.anchor.simulated && !opts.trusts_simulator() {
             return Err(Error::SimulatedRoot { root: pck.anchor.name.to_string() });
@@ -442,7 +449,13 @@ impl TdxVerifier {
         Ok(out)
     }
 
-    fn appraise_collateral(&self, q: &Quote<'_>, pck: &VerifiedPck, c: &Collateral, at: i64) -> Result<tcb::TcbVerdict> {
+    fn appraise_collateral(
+        &self,
+        q: &Quote<'_>,
+        pck: &VerifiedPck,
+        c: &Collateral,
+        at: i64,
+    ) -> Result<tcb::TcbVerdict> {
         let entry = self.verified_collateral(c, pck.anchor)?;
         let vc = &entry.1;
         for w in &vc.windows {
@@ -450,7 +463,8 @@ impl TdxVerifier {
         }
         if vc.pck_crl_issuer_subject != pck.ca_subject || vc.pck_crl_issuer_spki != pck.ca_spki {
             return Err(Error::Collateral(
-                "the PCK CRL is issued by another CA than the quote's PCK certificate (Platform vs Processor CA?)".into(),
+                "the PCK CRL is issued by another CA than the quote's PCK certificate (Platform vs Processor CA?)"
+                    .into(),
             ));
         }
         if vc.pck_crl_revoked.contains(&pck.leaf_serial) {

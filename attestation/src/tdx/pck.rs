@@ -2,8 +2,8 @@
 //! PCK Platform/Processor CA → root, and the Intel SGX extension of the leaf
 //! (OID 1.2.840.113741.1.13.1: TCB components, PCESVN, CPUSVN, PCEID, FMSPC).
 
-use x509_parser::der_parser::ber::BerObject;
 use x509_parser::certificate::X509Certificate;
+use x509_parser::der_parser::ber::BerObject;
 
 use super::{Anchor, Window};
 use crate::danger::SimulatedCert;
@@ -103,12 +103,14 @@ pub(crate) fn chain_ders(pem: &[u8], what: &str) -> Result<Vec<Vec<u8>>> {
 }
 
 /// Verify a quote's PCK chain. The anchor is the simulated root the chain ends in,
-/// if it ends in one, else `default_anchor`. The anchor's acceptability (simulator
-/// opt-in, the caller's root) is judged by the caller, on cache hits too.
+/// if it ends in one, else `default_anchor`. A chain that ends in a simulated root
+/// is refused by name unless `trust_simulator`, before anything else is checked;
+/// the caller judges the anchor's acceptability again on cache hits.
 pub(crate) fn verify_chain(
     pem: &[u8],
     default_anchor: Anchor,
     simulated: &'static [SimulatedCert],
+    trust_simulator: bool,
 ) -> Result<VerifiedPck> {
     let ders = chain_ders(pem, "PCK certificate chain")?;
     let (leaf_der, ca_der, root_der) = match ders.as_slice() {
@@ -125,6 +127,9 @@ pub(crate) fn verify_chain(
         Some(s) => Anchor { der: s.der, name: s.name, simulated: true },
         None => default_anchor,
     };
+    if anchor.simulated && !trust_simulator {
+        return Err(Error::SimulatedRoot { root: anchor.name.to_string() });
+    }
     if let Some(r) = root_der {
         if r.as_slice() != anchor.der {
             return Err(Error::chain(format!(
@@ -201,7 +206,8 @@ pub(crate) fn sgx_extension(cert: &X509Certificate<'_>) -> Result<SgxExtension> 
     let (Some(ext), None) = (found.next(), found.next()) else {
         return Err(ext_err("must appear exactly once in the PCK certificate"));
     };
-    let (rest, obj) = x509_parser::der_parser::der::parse_der(ext.value).map_err(|e| ext_err(format!("not DER: {e}")))?;
+    let (rest, obj) =
+        x509_parser::der_parser::der::parse_der(ext.value).map_err(|e| ext_err(format!("not DER: {e}")))?;
     if !rest.is_empty() {
         return Err(ext_err(format!("{} bytes after the extension value", rest.len())));
     }

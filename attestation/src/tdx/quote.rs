@@ -234,10 +234,7 @@ pub fn parse(bytes: &[u8]) -> Result<Quote<'_>, ParseError> {
             2 => (BodyType::Td10, TD10_BODY_LEN),
             3 => (BodyType::Td15, TD15_BODY_LEN),
             other => {
-                return Err(r.error(
-                    "body.type",
-                    format!("expected 2 (TD 1.0) or 3 (TD 1.5), found {other}"),
-                ));
+                return Err(r.error("body.type", format!("expected 2 (TD 1.0) or 3 (TD 1.5), found {other}")));
             }
         };
         if usize::try_from(size).ok() != Some(expected) {
@@ -319,9 +316,10 @@ fn parse_td_report(r: &mut Reader<'_>, body_type: BodyType) -> Result<TdReport, 
     let report_data = r.array("body.report_data")?;
     let td15 = match body_type {
         BodyType::Td10 => None,
-        BodyType::Td15 => {
-            Some(Td15Fields { tee_tcb_svn2: r.array("body.tee_tcb_svn2")?, mr_servicetd: r.array("body.mr_servicetd")? })
-        }
+        BodyType::Td15 => Some(Td15Fields {
+            tee_tcb_svn2: r.array("body.tee_tcb_svn2")?,
+            mr_servicetd: r.array("body.mr_servicetd")?,
+        }),
     };
     Ok(TdReport {
         tee_tcb_svn,

@@ -587,7 +587,12 @@ fn check_module_identity(info: &TcbInfo, p: &Platform<'_>) -> Result<()> {
 }
 
 /// Evaluate the platform and QE TCB. `qe` is the QE's matched level.
-pub(crate) fn evaluate_tdx(info: &TcbInfo, qe_identity: &QeIdentity, p: &Platform<'_>, qe: &QeLevel) -> Result<TcbVerdict> {
+pub(crate) fn evaluate_tdx(
+    info: &TcbInfo,
+    qe_identity: &QeIdentity,
+    p: &Platform<'_>,
+    qe: &QeLevel,
+) -> Result<TcbVerdict> {
     let with_qe = |e: Error| match e {
         Error::Tcb(m) => Error::Tcb(format!("{m}; QE identity status {}", qe.status)),
         other => other,
