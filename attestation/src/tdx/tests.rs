@@ -916,3 +916,18 @@ fn print_case_outcomes() {
         }
     }
 }
+
+/// The TD quotes inside the Azure TDX vTPM vectors (verified by the Azure verifier
+/// through this one) verify signature-only and report their trailing bytes.
+#[test]
+fn azure_td_quotes_verify_without_collateral() {
+    let v = TdxVerifier::default();
+    for dir in ["trustee-hcl-tdx", "trustee-evidence-v0", "trustee-evidence-v1"] {
+        let quote = read(&format!("azure-tdx-vtpm/{dir}/td_quote.bin"));
+        let root = read("tdx/Intel_SGX_RootCA.der");
+        let ev = TdxEvidence { quote: &quote, collateral: None, root: Some(&root) };
+        let r = v.verify(&ev, &Options::at(at("2025-06-01T00:00:00Z"))).unwrap_or_else(|e| panic!("{dir}: {e}"));
+        let c = tdx_claims(&r);
+        assert_eq!((c.version, c.fmspc.as_str(), c.trailing_bytes), (4, "00806f050000", 70), "{dir}");
+    }
+}
