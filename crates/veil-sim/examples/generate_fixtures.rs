@@ -41,7 +41,10 @@ fn arc(base: &[u64], tail: &[u64]) -> Vec<u64> {
 }
 
 enum Signer<'a> {
+    /// RSA-PSS SHA-384 with AMD's AlgorithmIdentifier.
     RsaPss(&'a RsaKeyPair),
+    /// The same, without the trailerField (as AMD's VLEK certificates are signed).
+    RsaPssNoTrailer(&'a RsaKeyPair),
     P256(&'a EcdsaKeyPair),
 }
 
@@ -64,7 +67,8 @@ use names::{amd_name, intel_name, key_id as ski_of};
 
 fn build(spec: CertSpec<'_>, signer: &Signer<'_>, rng: &SystemRandom) -> Result<Cert> {
     let alg = match signer {
-        Signer::RsaPss(_) => der::alg_rsa_pss_sha384(),
+        Signer::RsaPss(_) => der::alg_rsa_pss_sha384(true),
+        Signer::RsaPssNoTrailer(_) => der::alg_rsa_pss_sha384(false),
         Signer::P256(_) => der::alg_ecdsa_sha256(),
     };
     let not_before = time::OffsetDateTime::from_unix_timestamp(params::CERT_NOT_BEFORE)?;
@@ -82,7 +86,7 @@ fn build(spec: CertSpec<'_>, signer: &Signer<'_>, rng: &SystemRandom) -> Result<
         &der::ctx_cons(3, &der::seq(&ext_refs)),
     ]);
     let sig = match signer {
-        Signer::RsaPss(key) => {
+        Signer::RsaPss(key) | Signer::RsaPssNoTrailer(key) => {
             let mut sig = vec![0u8; key.public().modulus_len()];
             key.sign(&signature::RSA_PSS_SHA384, rng, &tbs, &mut sig)
                 .map_err(|_| anyhow!("RSA-PSS signing failed"))?;
@@ -276,7 +280,7 @@ fn main() -> Result<()> {
             spki,
             public_key_bits: bits,
         },
-        &Signer::RsaPss(&asvk_key),
+        &Signer::RsaPssNoTrailer(&asvk_key),
         &rng,
     )?;
 

@@ -240,18 +240,18 @@ pub fn alg_ecdsa_sha256() -> Vec<u8> {
     seq(&[&oid(oids::ECDSA_SHA256)])
 }
 
-/// AlgorithmIdentifier RSASSA-PSS with SHA-384, MGF1-SHA-384, salt 48 and the default
-/// trailerField spelled out — the exact shape AMD's KDS certificates carry.
-pub fn alg_rsa_pss_sha384() -> Vec<u8> {
+/// AlgorithmIdentifier RSASSA-PSS with SHA-384, MGF1-SHA-384, salt 48 — the shapes
+/// AMD's KDS certificates carry: ARK, ASK, ASVK and VCEK certificates spell out the
+/// default trailerField (`with_trailer`), VLEK certificates (signed by the ASVK) omit it.
+pub fn alg_rsa_pss_sha384(with_trailer: bool) -> Vec<u8> {
     let sha384 = seq(&[&oid(oids::SHA384), &null()]);
     let mgf = seq(&[&oid(oids::MGF1), &sha384]);
-    let params = seq(&[
-        &ctx_cons(0, &sha384),
-        &ctx_cons(1, &mgf),
-        &ctx_cons(2, &uint(48)),
-        &ctx_cons(3, &uint(1)),
-    ]);
-    seq(&[&oid(oids::RSASSA_PSS), &params])
+    let mut parts = vec![ctx_cons(0, &sha384), ctx_cons(1, &mgf), ctx_cons(2, &uint(48))];
+    if with_trailer {
+        parts.push(ctx_cons(3, &uint(1)));
+    }
+    let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+    seq(&[&oid(oids::RSASSA_PSS), &seq(&refs)])
 }
 
 /// SubjectPublicKeyInfo for an uncompressed EC point on `curve`.
