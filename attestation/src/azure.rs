@@ -276,12 +276,12 @@ impl Verifier for AzSnpVtpmVerifier {
             return Err(Error::Binding("SNP verifier returned non-SNP claims".into()));
         };
         // 2. The report data binds the variable data (and so the AK).
-        let found = hex::decode(&snp_claims.report_data).map_err(|_| Error::Binding("report_data claim".into()))?;
+        let found = snp_claims.report_data;
         let expected = hcl.expected_report_data();
-        if found.as_slice() != expected.as_slice() {
+        if found != expected {
             return Err(Error::Binding(format!(
                 "SNP report_data {} is not H(HCL variable data) {}",
-                hex::encode(&found),
+                hex::encode(found),
                 hex::encode(expected)
             )));
         }
