@@ -46,7 +46,10 @@ fn load() -> Result<Certs> {
         vcek: cert("snp/vcek.pem", fixture!("snp/vcek.pem"))?,
         vlek: cert("snp/vlek.pem", fixture!("snp/vlek.pem"))?,
         intel_root: cert("tdx/root.pem", fixture!("tdx/root.pem"))?,
-        platform_ca: cert("tdx/pck_platform_ca.pem", fixture!("tdx/pck_platform_ca.pem"))?,
+        platform_ca: cert(
+            "tdx/pck_platform_ca.pem",
+            fixture!("tdx/pck_platform_ca.pem"),
+        )?,
         tcb_signing: cert("tdx/tcb_signing.pem", fixture!("tdx/tcb_signing.pem"))?,
         pck: cert("tdx/pck.pem", fixture!("tdx/pck.pem"))?,
         qe_report: decode(
@@ -90,7 +93,7 @@ pub(crate) enum Key {
     IntelRoot,
     PlatformCa,
     TcbSigning,
-    QeAttestationKey,
+    QeAk,
     TpmAk,
 }
 
@@ -100,13 +103,18 @@ impl Key {
             Key::Vcek => ("snp/vcek.key.pem", fixture!("snp/vcek.key.pem")),
             Key::Vlek => ("snp/vlek.key.pem", fixture!("snp/vlek.key.pem")),
             Key::IntelRoot => ("tdx/root.key.pem", fixture!("tdx/root.key.pem")),
-            Key::PlatformCa => {
-                ("tdx/pck_platform_ca.key.pem", fixture!("tdx/pck_platform_ca.key.pem"))
-            }
-            Key::TcbSigning => ("tdx/tcb_signing.key.pem", fixture!("tdx/tcb_signing.key.pem")),
-            Key::QeAttestationKey => {
-                ("tdx/attestation_key.key.pem", fixture!("tdx/attestation_key.key.pem"))
-            }
+            Key::PlatformCa => (
+                "tdx/pck_platform_ca.key.pem",
+                fixture!("tdx/pck_platform_ca.key.pem"),
+            ),
+            Key::TcbSigning => (
+                "tdx/tcb_signing.key.pem",
+                fixture!("tdx/tcb_signing.key.pem"),
+            ),
+            Key::QeAk => (
+                "tdx/attestation_key.key.pem",
+                fixture!("tdx/attestation_key.key.pem"),
+            ),
             Key::TpmAk => ("tpm/ak.key.pem", fixture!("tpm/ak.key.pem")),
         }
     }
@@ -115,7 +123,8 @@ impl Key {
     pub(crate) fn load(self, alg: &'static EcdsaSigningAlgorithm) -> Result<EcdsaKeyPair> {
         let (name, text) = self.source();
         let pkcs8 = decode(name, text, "PRIVATE KEY")?;
-        EcdsaKeyPair::from_pkcs8(alg, &pkcs8, &SystemRandom::new()).map_err(|_| Error::Fixture(name))
+        EcdsaKeyPair::from_pkcs8(alg, &pkcs8, &SystemRandom::new())
+            .map_err(|_| Error::Fixture(name))
     }
 }
 
@@ -135,5 +144,9 @@ pub(crate) fn sign(
 /// The uncompressed public point (0x04 ‖ x ‖ y) of a P-256 fixture key.
 pub(crate) fn p256_public(key: Key) -> Result<Vec<u8>> {
     use ring::signature::KeyPair as _;
-    Ok(key.load(&signature::ECDSA_P256_SHA256_FIXED_SIGNING)?.public_key().as_ref().to_vec())
+    Ok(key
+        .load(&signature::ECDSA_P256_SHA256_FIXED_SIGNING)?
+        .public_key()
+        .as_ref()
+        .to_vec())
 }
