@@ -150,3 +150,45 @@ pub(crate) fn p256_public(key: Key) -> Result<Vec<u8>> {
         .as_ref()
         .to_vec())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{names, params};
+
+    /// Names rebuilt at run time (CRL issuers) equal the generated certificates' subjects.
+    #[test]
+    fn run_time_names_match_fixture_subjects() {
+        use x509_parser::prelude::*;
+        let c = certs().expect("fixtures decode");
+        let subject = |der: &[u8]| {
+            X509Certificate::from_der(der)
+                .expect("cert")
+                .1
+                .subject()
+                .as_raw()
+                .to_vec()
+        };
+        assert_eq!(subject(&c.ark), names::amd_name(params::snp::ARK_CN));
+        assert_eq!(subject(&c.vcek), names::amd_name(params::snp::VCEK_CN));
+        assert_eq!(
+            subject(&c.intel_root),
+            names::intel_name(params::tdx::ROOT_CN)
+        );
+        assert_eq!(
+            subject(&c.platform_ca),
+            names::intel_name(params::tdx::PLATFORM_CA_CN)
+        );
+        for key in [Key::Vcek, Key::Vlek, Key::TpmAk] {
+            let alg = match key {
+                Key::TpmAk => &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                _ => &signature::ECDSA_P384_SHA384_FIXED_SIGNING,
+            };
+            key.load(alg).expect("key loads");
+        }
+        for key in [Key::IntelRoot, Key::PlatformCa, Key::TcbSigning, Key::QeAk] {
+            key.load(&signature::ECDSA_P256_SHA256_FIXED_SIGNING)
+                .expect("key loads");
+        }
+    }
+}
