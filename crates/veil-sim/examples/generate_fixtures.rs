@@ -17,11 +17,11 @@
 #[path = "../src/der.rs"]
 mod der;
 #[allow(dead_code)]
-#[path = "../src/params.rs"]
-mod params;
-#[allow(dead_code)]
 #[path = "../src/names.rs"]
 mod names;
+#[allow(dead_code)]
+#[path = "../src/params.rs"]
+mod params;
 
 use std::path::{Path, PathBuf};
 
@@ -159,7 +159,9 @@ fn main() -> Result<()> {
         bail!("usage: generate_fixtures RSA_DIR FIXTURES_DIR DANGER_DIR");
     };
     let rng = SystemRandom::new();
-    let out = Out { dir: PathBuf::from(fixtures) };
+    let out = Out {
+        dir: PathBuf::from(fixtures),
+    };
     let danger = PathBuf::from(danger);
     std::fs::create_dir_all(&danger)?;
 
@@ -187,7 +189,11 @@ fn main() -> Result<()> {
             extensions: vec![
                 der::extension(oids::KEY_USAGE, true, &der::key_usage(&[5, 6])),
                 der::extension(oids::SKI, false, &der::octets(&ski_of(&bits))),
-                der::extension(oids::BASIC_CONSTRAINTS, true, &der::basic_constraints(true, None)),
+                der::extension(
+                    oids::BASIC_CONSTRAINTS,
+                    true,
+                    &der::basic_constraints(true, None),
+                ),
                 der::extension(oids::CRL_DP, false, &der::crl_dp(vcek_crl)),
             ],
             spki,
@@ -222,8 +228,18 @@ fn main() -> Result<()> {
             &rng,
         )
     };
-    let ask = sub_ca(&ask_key, params::snp::ASK_CN, vec![0x01, 0x00, 0x01], vcek_crl)?;
-    let asvk = sub_ca(&asvk_key, params::snp::ASVK_CN, vec![0x01, 0x01, 0x01], vlek_crl)?;
+    let ask = sub_ca(
+        &ask_key,
+        params::snp::ASK_CN,
+        vec![0x01, 0x00, 0x01],
+        vcek_crl,
+    )?;
+    let asvk = sub_ca(
+        &asvk_key,
+        params::snp::ASVK_CN,
+        vec![0x01, 0x01, 0x01],
+        vlek_crl,
+    )?;
 
     let amd_ext = |tail: &[u64], value: Vec<u8>| der::extension(&arc(&AMD, tail), false, &value);
     let spl_exts = || {
@@ -284,16 +300,66 @@ fn main() -> Result<()> {
         &rng,
     )?;
 
-    out.write("snp/ark.key.pem", "simulated AMD ARK-Milan private key (RSA-4096, PKCS#8)", "PRIVATE KEY", &ark_pk8)?;
-    out.write("snp/ask.key.pem", "simulated AMD ASK (SEV-Milan) private key (RSA-4096, PKCS#8)", "PRIVATE KEY", &ask_pk8)?;
-    out.write("snp/asvk.key.pem", "simulated AMD ASVK (SEV-VLEK-Milan) private key (RSA-4096, PKCS#8)", "PRIVATE KEY", &asvk_pk8)?;
-    out.write("snp/vcek.key.pem", "simulated VCEK private key (P-384, PKCS#8)", "PRIVATE KEY", &vcek_pk8)?;
-    out.write("snp/vlek.key.pem", "simulated VLEK private key (P-384, PKCS#8)", "PRIVATE KEY", &vlek_pk8)?;
-    out.write("snp/ark.pem", "simulated AMD ARK-Milan certificate (self-signed, RSA-PSS SHA-384)", "CERTIFICATE", &ark.der)?;
-    out.write("snp/ask.pem", "simulated AMD ASK (SEV-Milan) certificate, signed by the ARK", "CERTIFICATE", &ask.der)?;
-    out.write("snp/asvk.pem", "simulated AMD ASVK (SEV-VLEK-Milan) certificate, signed by the ARK", "CERTIFICATE", &asvk.der)?;
-    out.write("snp/vcek.pem", "simulated VCEK certificate, signed by the ASK", "CERTIFICATE", &vcek.der)?;
-    out.write("snp/vlek.pem", "simulated VLEK certificate, signed by the ASVK", "CERTIFICATE", &vlek.der)?;
+    out.write(
+        "snp/ark.key.pem",
+        "simulated AMD ARK-Milan private key (RSA-4096, PKCS#8)",
+        "PRIVATE KEY",
+        &ark_pk8,
+    )?;
+    out.write(
+        "snp/ask.key.pem",
+        "simulated AMD ASK (SEV-Milan) private key (RSA-4096, PKCS#8)",
+        "PRIVATE KEY",
+        &ask_pk8,
+    )?;
+    out.write(
+        "snp/asvk.key.pem",
+        "simulated AMD ASVK (SEV-VLEK-Milan) private key (RSA-4096, PKCS#8)",
+        "PRIVATE KEY",
+        &asvk_pk8,
+    )?;
+    out.write(
+        "snp/vcek.key.pem",
+        "simulated VCEK private key (P-384, PKCS#8)",
+        "PRIVATE KEY",
+        &vcek_pk8,
+    )?;
+    out.write(
+        "snp/vlek.key.pem",
+        "simulated VLEK private key (P-384, PKCS#8)",
+        "PRIVATE KEY",
+        &vlek_pk8,
+    )?;
+    out.write(
+        "snp/ark.pem",
+        "simulated AMD ARK-Milan certificate (self-signed, RSA-PSS SHA-384)",
+        "CERTIFICATE",
+        &ark.der,
+    )?;
+    out.write(
+        "snp/ask.pem",
+        "simulated AMD ASK (SEV-Milan) certificate, signed by the ARK",
+        "CERTIFICATE",
+        &ask.der,
+    )?;
+    out.write(
+        "snp/asvk.pem",
+        "simulated AMD ASVK (SEV-VLEK-Milan) certificate, signed by the ARK",
+        "CERTIFICATE",
+        &asvk.der,
+    )?;
+    out.write(
+        "snp/vcek.pem",
+        "simulated VCEK certificate, signed by the ASK",
+        "CERTIFICATE",
+        &vcek.der,
+    )?;
+    out.write(
+        "snp/vlek.pem",
+        "simulated VLEK certificate, signed by the ASVK",
+        "CERTIFICATE",
+        &vlek.der,
+    )?;
     std::fs::write(danger.join("sim_ark_milan.der"), &ark.der)?;
     std::fs::write(danger.join("sim_ask_milan.der"), &ask.der)?;
     std::fs::write(danger.join("sim_asvk_milan.der"), &asvk.der)?;
@@ -334,7 +400,11 @@ fn main() -> Result<()> {
                 der::extension(oids::CRL_DP, false, &der::crl_dp(root_crl_uri)),
                 der::extension(oids::SKI, false, &der::octets(&root_ski)),
                 der::extension(oids::KEY_USAGE, true, &der::key_usage(&[5, 6])),
-                der::extension(oids::BASIC_CONSTRAINTS, true, &der::basic_constraints(true, Some(1))),
+                der::extension(
+                    oids::BASIC_CONSTRAINTS,
+                    true,
+                    &der::basic_constraints(true, Some(1)),
+                ),
             ],
             spki,
             public_key_bits: bits,
@@ -353,7 +423,10 @@ fn main() -> Result<()> {
      -> Result<Cert> {
         let (spki, bits) = ec_spki256(key);
         let (ku, bc) = match ca {
-            Some(path_len) => (der::key_usage(&[5, 6]), der::basic_constraints(true, Some(path_len))),
+            Some(path_len) => (
+                der::key_usage(&[5, 6]),
+                der::basic_constraints(true, Some(path_len)),
+            ),
             None => (der::key_usage(&[0, 1]), der::basic_constraints(false, None)),
         };
         let mut extensions = vec![
@@ -377,8 +450,24 @@ fn main() -> Result<()> {
             &rng,
         )
     };
-    let platform_ca = issued(&root, &root_signer, &pca_key, params::tdx::PLATFORM_CA_CN, root_crl_uri, Some(0), vec![])?;
-    let tcb_signing = issued(&root, &root_signer, &tcb_key, params::tdx::TCB_SIGNING_CN, root_crl_uri, None, vec![])?;
+    let platform_ca = issued(
+        &root,
+        &root_signer,
+        &pca_key,
+        params::tdx::PLATFORM_CA_CN,
+        root_crl_uri,
+        Some(0),
+        vec![],
+    )?;
+    let tcb_signing = issued(
+        &root,
+        &root_signer,
+        &tcb_key,
+        params::tdx::TCB_SIGNING_CN,
+        root_crl_uri,
+        None,
+        vec![],
+    )?;
 
     // The SGX extension, shaped like a real Platform-CA-issued PCK certificate.
     let sgx = |tail: &[u64]| der::oid(&arc(&SGX, tail));
@@ -387,8 +476,14 @@ fn main() -> Result<()> {
         .zip(1u64..)
         .map(|(svn, i)| der::seq(&[&sgx(&[2, i]), &der::uint((*svn).into())]))
         .collect();
-    tcb_parts.push(der::seq(&[&sgx(&[2, 17]), &der::uint(params::tdx::PCE_SVN.into())]));
-    tcb_parts.push(der::seq(&[&sgx(&[2, 18]), &der::octets(&params::tdx::SGX_COMPONENTS)]));
+    tcb_parts.push(der::seq(&[
+        &sgx(&[2, 17]),
+        &der::uint(params::tdx::PCE_SVN.into()),
+    ]));
+    tcb_parts.push(der::seq(&[
+        &sgx(&[2, 18]),
+        &der::octets(&params::tdx::SGX_COMPONENTS),
+    ]));
     let tcb_refs: Vec<&[u8]> = tcb_parts.iter().map(Vec::as_slice).collect();
     let sgx_ext = der::seq(&[
         &der::seq(&[&sgx(&[1]), &der::octets(&params::tdx::PPID)]),
@@ -435,25 +530,94 @@ fn main() -> Result<()> {
         .sign(&rng, &qe_report)
         .map_err(|_| anyhow!("QE report signing"))?;
 
-    out.write("tdx/root.key.pem", "simulated Intel SGX Root CA private key (P-256, PKCS#8)", "PRIVATE KEY", &root_pk8)?;
-    out.write("tdx/pck_platform_ca.key.pem", "simulated Intel SGX PCK Platform CA private key (P-256, PKCS#8)", "PRIVATE KEY", &pca_pk8)?;
-    out.write("tdx/tcb_signing.key.pem", "simulated Intel SGX TCB Signing private key (P-256, PKCS#8)", "PRIVATE KEY", &tcb_pk8)?;
-    out.write("tdx/pck.key.pem", "simulated PCK private key (P-256, PKCS#8)", "PRIVATE KEY", &pck_pk8)?;
-    out.write("tdx/attestation_key.key.pem", "simulated TD QE attestation key (P-256, PKCS#8)", "PRIVATE KEY", &ak_pk8)?;
-    out.write("tdx/root.pem", "simulated Intel SGX Root CA certificate (self-signed)", "CERTIFICATE", &root.der)?;
-    out.write("tdx/pck_platform_ca.pem", "simulated Intel SGX PCK Platform CA certificate", "CERTIFICATE", &platform_ca.der)?;
-    out.write("tdx/tcb_signing.pem", "simulated Intel SGX TCB Signing certificate", "CERTIFICATE", &tcb_signing.der)?;
-    out.write("tdx/pck.pem", "simulated PCK certificate (Platform CA issued, SGX extension)", "CERTIFICATE", &pck.der)?;
-    out.write("tdx/qe_report.pem", "simulated TD QE report (384 bytes) certifying the attestation key", "VEIL SIM QE REPORT", &qe_report)?;
-    out.write("tdx/qe_report_sig.pem", "PCK signature (raw r||s) over the simulated QE report", "VEIL SIM QE REPORT SIGNATURE", qe_sig.as_ref())?;
+    out.write(
+        "tdx/root.key.pem",
+        "simulated Intel SGX Root CA private key (P-256, PKCS#8)",
+        "PRIVATE KEY",
+        &root_pk8,
+    )?;
+    out.write(
+        "tdx/pck_platform_ca.key.pem",
+        "simulated Intel SGX PCK Platform CA private key (P-256, PKCS#8)",
+        "PRIVATE KEY",
+        &pca_pk8,
+    )?;
+    out.write(
+        "tdx/tcb_signing.key.pem",
+        "simulated Intel SGX TCB Signing private key (P-256, PKCS#8)",
+        "PRIVATE KEY",
+        &tcb_pk8,
+    )?;
+    out.write(
+        "tdx/pck.key.pem",
+        "simulated PCK private key (P-256, PKCS#8)",
+        "PRIVATE KEY",
+        &pck_pk8,
+    )?;
+    out.write(
+        "tdx/attestation_key.key.pem",
+        "simulated TD QE attestation key (P-256, PKCS#8)",
+        "PRIVATE KEY",
+        &ak_pk8,
+    )?;
+    out.write(
+        "tdx/root.pem",
+        "simulated Intel SGX Root CA certificate (self-signed)",
+        "CERTIFICATE",
+        &root.der,
+    )?;
+    out.write(
+        "tdx/pck_platform_ca.pem",
+        "simulated Intel SGX PCK Platform CA certificate",
+        "CERTIFICATE",
+        &platform_ca.der,
+    )?;
+    out.write(
+        "tdx/tcb_signing.pem",
+        "simulated Intel SGX TCB Signing certificate",
+        "CERTIFICATE",
+        &tcb_signing.der,
+    )?;
+    out.write(
+        "tdx/pck.pem",
+        "simulated PCK certificate (Platform CA issued, SGX extension)",
+        "CERTIFICATE",
+        &pck.der,
+    )?;
+    out.write(
+        "tdx/qe_report.pem",
+        "simulated TD QE report (384 bytes) certifying the attestation key",
+        "VEIL SIM QE REPORT",
+        &qe_report,
+    )?;
+    out.write(
+        "tdx/qe_report_sig.pem",
+        "PCK signature (raw r||s) over the simulated QE report",
+        "VEIL SIM QE REPORT SIGNATURE",
+        qe_sig.as_ref(),
+    )?;
     std::fs::write(danger.join("sim_intel_sgx_root_ca.der"), &root.der)?;
-    std::fs::write(danger.join("sim_intel_sgx_pck_platform_ca.der"), &platform_ca.der)?;
-    std::fs::write(danger.join("sim_intel_sgx_tcb_signing.der"), &tcb_signing.der)?;
+    std::fs::write(
+        danger.join("sim_intel_sgx_pck_platform_ca.der"),
+        &platform_ca.der,
+    )?;
+    std::fs::write(
+        danger.join("sim_intel_sgx_tcb_signing.der"),
+        &tcb_signing.der,
+    )?;
 
     // ---------------------------------------------------------------- TPM
     let (_, tpm_ak_pk8) = ec_key(p256, &rng)?;
-    out.write("tpm/ak.key.pem", "simulated TPM attestation key (ECDSA P-256, PKCS#8)", "PRIVATE KEY", &tpm_ak_pk8)?;
+    out.write(
+        "tpm/ak.key.pem",
+        "simulated TPM attestation key (ECDSA P-256, PKCS#8)",
+        "PRIVATE KEY",
+        &tpm_ak_pk8,
+    )?;
 
-    println!("fixtures written to {fixtures}; public simulated certificates to {}", danger.display());
+    println!(
+        "fixtures written to {fixtures}; public simulated certificates to {}",
+        danger.display()
+    );
     Ok(())
 }

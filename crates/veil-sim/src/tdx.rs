@@ -159,13 +159,15 @@ pub fn quote(report_data: &[u8; 64], opts: &TdxOptions) -> Result<Vec<u8>> {
     q.extend_from_slice(&body);
 
     let sig = keys::sign(
-        Key::QeAttestationKey,
+        Key::QeAk,
         &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
         "QE attestation key",
         &q,
     )?;
-    let ak = keys::p256_public(Key::QeAttestationKey)?;
-    let ak_raw = ak.get(1..).ok_or(Error::Fixture("tdx/attestation_key.key.pem"))?;
+    let ak = keys::p256_public(Key::QeAk)?;
+    let ak_raw = ak
+        .get(1..)
+        .ok_or(Error::Fixture("tdx/attestation_key.key.pem"))?;
 
     let chain = pck_chain_pem_nul()?;
     let auth_data = params::tdx::qe_auth_data();
@@ -312,7 +314,11 @@ fn sgx_components(svns: &[u8; 16]) -> Vec<Component> {
         .enumerate()
         .map(|(i, svn)| {
             let (category, kind) = labels.get(i).copied().unwrap_or((None, None));
-            Component { svn: *svn, category, kind }
+            Component {
+                svn: *svn,
+                category,
+                kind,
+            }
         })
         .collect()
 }
@@ -327,7 +333,11 @@ fn tdx_components(svns: &[u8; 16]) -> Vec<Component> {
         .enumerate()
         .map(|(i, svn)| {
             let (category, kind) = labels.get(i).copied().unwrap_or((None, None));
-            Component { svn: *svn, category, kind }
+            Component {
+                svn: *svn,
+                category,
+                kind,
+            }
         })
         .collect()
 }
@@ -365,11 +375,18 @@ struct Collateral {
 
 /// RFC 3339 UTC with whole seconds, as Intel's PCS writes dates.
 pub(crate) fn rfc3339(t: OffsetDateTime) -> Result<String> {
-    let t = t.to_offset(time::UtcOffset::UTC).replace_nanosecond(0).map_err(|e| {
-        Error::Encode { what: "timestamp", reason: e.to_string() }
-    })?;
+    let t = t
+        .to_offset(time::UtcOffset::UTC)
+        .replace_nanosecond(0)
+        .map_err(|e| Error::Encode {
+            what: "timestamp",
+            reason: e.to_string(),
+        })?;
     t.format(&time::format_description::well_known::Rfc3339)
-        .map_err(|e| Error::Encode { what: "timestamp", reason: e.to_string() })
+        .map_err(|e| Error::Encode {
+            what: "timestamp",
+            reason: e.to_string(),
+        })
 }
 
 fn tcb_info_json(issue: &str, next: &str) -> Result<String> {
@@ -403,7 +420,9 @@ fn tcb_info_json(issue: &str, next: &str) -> Result<String> {
             attributes_mask: "FFFFFFFFFFFFFFFF".into(),
             tcb_levels: vec![
                 IsvTcbLevel {
-                    tcb: IsvSvn { isvsvn: svn[0].into() },
+                    tcb: IsvSvn {
+                        isvsvn: svn[0].into(),
+                    },
                     tcb_date: TCB_DATE_UP_TO_DATE,
                     tcb_status: "UpToDate",
                     advisory_ids: vec![],
@@ -439,7 +458,10 @@ fn tcb_info_json(issue: &str, next: &str) -> Result<String> {
             },
         ],
     };
-    serde_json::to_string(&info).map_err(|e| Error::Encode { what: "TCB info", reason: e.to_string() })
+    serde_json::to_string(&info).map_err(|e| Error::Encode {
+        what: "TCB info",
+        reason: e.to_string(),
+    })
 }
 
 fn qe_identity_json(issue: &str, next: &str) -> Result<String> {
@@ -457,20 +479,27 @@ fn qe_identity_json(issue: &str, next: &str) -> Result<String> {
         isvprodid: params::tdx::QE_ISV_PROD_ID,
         tcb_levels: vec![
             IsvTcbLevel {
-                tcb: IsvSvn { isvsvn: params::tdx::QE_ISV_SVN },
+                tcb: IsvSvn {
+                    isvsvn: params::tdx::QE_ISV_SVN,
+                },
                 tcb_date: TCB_DATE_UP_TO_DATE,
                 tcb_status: "UpToDate",
                 advisory_ids: vec![],
             },
             IsvTcbLevel {
-                tcb: IsvSvn { isvsvn: params::tdx::QE_ISV_SVN.saturating_sub(2) },
+                tcb: IsvSvn {
+                    isvsvn: params::tdx::QE_ISV_SVN.saturating_sub(2),
+                },
                 tcb_date: TCB_DATE_OUT_OF_DATE,
                 tcb_status: "OutOfDate",
                 advisory_ids: vec![SIM_ADVISORY],
             },
         ],
     };
-    serde_json::to_string(&id).map_err(|e| Error::Encode { what: "QE identity", reason: e.to_string() })
+    serde_json::to_string(&id).map_err(|e| Error::Encode {
+        what: "QE identity",
+        reason: e.to_string(),
+    })
 }
 
 /// A v2 CRL signed with ECDSA P-256/SHA-256 by `issuer_key`, shaped like Intel's:
@@ -492,12 +521,17 @@ fn crl(
     let entries: Vec<Vec<u8>> = revoked
         .iter()
         .map(|(serial, reason)| {
-            let reason_ext = der::extension(der::oids::CRL_REASON, false, &der::enumerated(*reason));
+            let reason_ext =
+                der::extension(der::oids::CRL_REASON, false, &der::enumerated(*reason));
             der::seq(&[&der::uint_bytes(serial), &this, &der::seq(&[&reason_ext])])
         })
         .collect();
     let entry_refs: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
-    let revoked_seq = if entries.is_empty() { Vec::new() } else { der::seq(&entry_refs) };
+    let revoked_seq = if entries.is_empty() {
+        Vec::new()
+    } else {
+        der::seq(&entry_refs)
+    };
     let exts = der::ctx_cons(
         0,
         &der::seq(&[
@@ -505,7 +539,15 @@ fn crl(
             &der::extension(der::oids::AKI, false, &der::aki(&key_id)),
         ]),
     );
-    let tbs = der::seq(&[&der::uint(1), &alg, &issuer, &this, &next, &revoked_seq, &exts]);
+    let tbs = der::seq(&[
+        &der::uint(1),
+        &alg,
+        &issuer,
+        &this,
+        &next,
+        &revoked_seq,
+        &exts,
+    ]);
     let sig = pair
         .sign(&ring::rand::SystemRandom::new(), &tbs)
         .map_err(|_| Error::Signing("CRL issuer"))?;
@@ -514,7 +556,13 @@ fn crl(
 
 /// The simulated root CA CRL (no revocations), DER.
 pub fn root_ca_crl(this_update: OffsetDateTime, next_update: OffsetDateTime) -> Result<Vec<u8>> {
-    crl(params::tdx::ROOT_CN, Key::IntelRoot, this_update, next_update, &[])
+    crl(
+        params::tdx::ROOT_CN,
+        Key::IntelRoot,
+        this_update,
+        next_update,
+        &[],
+    )
 }
 
 /// Serial number listed (revoked, keyCompromise) in the simulated PCK CRL; it belongs
@@ -523,7 +571,13 @@ pub const REVOKED_PCK_SERIAL: [u8; 20] = *b"\x7eveil-sim-revoked-01";
 
 /// The simulated PCK Platform CA CRL, DER. Lists [`REVOKED_PCK_SERIAL`].
 pub fn pck_crl(this_update: OffsetDateTime, next_update: OffsetDateTime) -> Result<Vec<u8>> {
-    crl(params::tdx::PLATFORM_CA_CN, Key::PlatformCa, this_update, next_update, &[(&REVOKED_PCK_SERIAL, 1)])
+    crl(
+        params::tdx::PLATFORM_CA_CN,
+        Key::PlatformCa,
+        this_update,
+        next_update,
+        &[(&REVOKED_PCK_SERIAL, 1)],
+    )
 }
 
 /// Collateral for [`quote`] as dcap-qvl `QuoteCollateralV3` JSON: TCB info v3 for the
@@ -541,8 +595,18 @@ pub fn collateral_json(issue: OffsetDateTime, next_update: OffsetDateTime) -> Re
     let tcb_info = tcb_info_json(&issue_s, &next_s)?;
     let qe_identity = qe_identity_json(&issue_s, &next_s)?;
     let fixed = &signature::ECDSA_P256_SHA256_FIXED_SIGNING;
-    let tcb_sig = keys::sign(Key::TcbSigning, fixed, "TCB signing key", tcb_info.as_bytes())?;
-    let qe_sig = keys::sign(Key::TcbSigning, fixed, "TCB signing key", qe_identity.as_bytes())?;
+    let tcb_sig = keys::sign(
+        Key::TcbSigning,
+        fixed,
+        "TCB signing key",
+        tcb_info.as_bytes(),
+    )?;
+    let qe_sig = keys::sign(
+        Key::TcbSigning,
+        fixed,
+        "TCB signing key",
+        qe_identity.as_bytes(),
+    )?;
     let root_pem = der::pem("CERTIFICATE", &c.intel_root);
     let signing_chain = [der::pem("CERTIFICATE", &c.tcb_signing), root_pem.clone()].concat();
     let collateral = Collateral {
@@ -556,6 +620,8 @@ pub fn collateral_json(issue: OffsetDateTime, next_update: OffsetDateTime) -> Re
         qe_identity,
         qe_identity_signature: hex::encode(qe_sig),
     };
-    serde_json::to_vec_pretty(&collateral)
-        .map_err(|e| Error::Encode { what: "collateral", reason: e.to_string() })
+    serde_json::to_vec_pretty(&collateral).map_err(|e| Error::Encode {
+        what: "collateral",
+        reason: e.to_string(),
+    })
 }

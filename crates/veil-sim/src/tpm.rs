@@ -17,9 +17,9 @@ use ring::signature;
 use serde::Serialize;
 use serde::ser::SerializeMap as _;
 
+use crate::der;
 use crate::error::{Error, Result};
 use crate::keys::{self, Key};
-use crate::der;
 
 /// TPM_GENERATED_VALUE.
 pub const TPM_GENERATED: u32 = 0xff54_4347;
@@ -66,7 +66,8 @@ pub struct TpmQuote {
 }
 
 fn tpm2b(out: &mut Vec<u8>, data: &[u8]) -> Result<()> {
-    let len = u16::try_from(data.len()).map_err(|_| Error::invalid("TPM2B", "longer than 65535"))?;
+    let len =
+        u16::try_from(data.len()).map_err(|_| Error::invalid("TPM2B", "longer than 65535"))?;
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(data);
     Ok(())
@@ -145,13 +146,19 @@ struct QuoteEntry<'a> {
 pub fn quote(nonce: &[u8], pcrs: &BTreeMap<u32, [u8; 32]>) -> Result<TpmQuote> {
     use sha2::Digest as _;
     if nonce.len() > MAX_NONCE {
-        return Err(Error::invalid("nonce", format!("{} bytes (at most {MAX_NONCE})", nonce.len())));
+        return Err(Error::invalid(
+            "nonce",
+            format!("{} bytes (at most {MAX_NONCE})", nonce.len()),
+        ));
     }
     let mut select = [0u8; 3];
     let mut digest = sha2::Sha256::new();
     for (index, value) in pcrs {
         if *index > MAX_PCR {
-            return Err(Error::invalid("pcrs", format!("PCR index {index} (at most {MAX_PCR})")));
+            return Err(Error::invalid(
+                "pcrs",
+                format!("PCR index {index} (at most {MAX_PCR})"),
+            ));
         }
         if let Some(byte) = select.get_mut((index / 8) as usize) {
             *byte |= 1 << (index % 8);
@@ -179,7 +186,12 @@ pub fn quote(nonce: &[u8], pcrs: &BTreeMap<u32, [u8; 32]>) -> Result<TpmQuote> {
     a.extend_from_slice(&select);
     tpm2b(&mut a, &pcr_digest)?;
 
-    let sig = keys::sign(Key::TpmAk, &signature::ECDSA_P256_SHA256_FIXED_SIGNING, "TPM AK", &a)?;
+    let sig = keys::sign(
+        Key::TpmAk,
+        &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        "TPM AK",
+        &a,
+    )?;
     let (r, s) = sig.split_at_checked(32).ok_or(Error::Signing("TPM AK"))?;
     let mut t = Vec::with_capacity(72);
     t.extend_from_slice(&TPM_ALG_ECDSA.to_be_bytes());
@@ -193,8 +205,10 @@ pub fn quote(nonce: &[u8], pcrs: &BTreeMap<u32, [u8; 32]>) -> Result<TpmQuote> {
         tpmt_signature: hex::encode(&t),
         pcrs: PcrMap(pcrs),
     };
-    let pcrs_json = serde_json::to_vec(&entry)
-        .map_err(|e| Error::Encode { what: "quotes.json entry", reason: e.to_string() })?;
+    let pcrs_json = serde_json::to_vec(&entry).map_err(|e| Error::Encode {
+        what: "quotes.json entry",
+        reason: e.to_string(),
+    })?;
     Ok(TpmQuote {
         attest: a,
         signature: t,

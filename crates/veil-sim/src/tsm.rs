@@ -121,7 +121,12 @@ impl TsmSim {
                 }
             })
             .map_err(|e| Error::io("spawn TSM thread for", root, e))?;
-        Ok(TsmSim { root: root.to_path_buf(), stop, errors, thread: Some(thread) })
+        Ok(TsmSim {
+            root: root.to_path_buf(),
+            stop,
+            errors,
+            thread: Some(thread),
+        })
     }
 
     /// The emulated `/sys/kernel/config/tsm/report` directory.
@@ -173,7 +178,10 @@ struct Worker {
 
 fn read_opt(path: &Path) -> (Option<Vec<u8>>, Option<SystemTime>) {
     match fs::read(path) {
-        Ok(bytes) => (Some(bytes), fs::metadata(path).and_then(|m| m.modified()).ok()),
+        Ok(bytes) => (
+            Some(bytes),
+            fs::metadata(path).and_then(|m| m.modified()).ok(),
+        ),
         Err(_) => (None, None),
     }
 }
@@ -188,7 +196,9 @@ fn write_atomic(dir: &Path, name: &str, data: &[u8]) -> Result<()> {
 
 impl Worker {
     fn scan(&mut self) {
-        let Ok(dirs) = fs::read_dir(&self.root) else { return };
+        let Ok(dirs) = fs::read_dir(&self.root) else {
+            return;
+        };
         let mut seen = Vec::new();
         for dir in dirs.flatten() {
             let path = dir.path();
@@ -215,7 +225,11 @@ impl Worker {
     fn visit(&mut self, dir: &Path) -> Result<()> {
         if !self.entries.contains_key(dir) {
             // A fresh report directory: the attributes configfs would show at mkdir.
-            write_atomic(dir, "provider", format!("{}\n", self.provider.name()).as_bytes())?;
+            write_atomic(
+                dir,
+                "provider",
+                format!("{}\n", self.provider.name()).as_bytes(),
+            )?;
             write_atomic(dir, "generation", b"0\n")?;
             if self.provider == Provider::SevGuest {
                 write_atomic(dir, "privlevel_floor", b"0\n")?;
@@ -223,7 +237,9 @@ impl Worker {
             self.entries.insert(dir.to_path_buf(), Entry::default());
         }
         let (inblob, inblob_mtime) = read_opt(&dir.join("inblob"));
-        let Some(inblob) = inblob.filter(|b| !b.is_empty()) else { return Ok(()) };
+        let Some(inblob) = inblob.filter(|b| !b.is_empty()) else {
+            return Ok(());
+        };
         let (privlevel, privlevel_mtime) = read_opt(&dir.join("privlevel"));
         let obs = Observation {
             inblob,
@@ -231,7 +247,9 @@ impl Worker {
             privlevel: privlevel.map(|p| String::from_utf8_lossy(&p).trim().to_owned()),
             privlevel_mtime,
         };
-        let Some(entry) = self.entries.get_mut(dir) else { return Ok(()) };
+        let Some(entry) = self.entries.get_mut(dir) else {
+            return Ok(());
+        };
         if entry.answered.as_ref() == Some(&obs) {
             return Ok(());
         }
@@ -258,7 +276,10 @@ impl Worker {
 
     fn answer(&self, obs: &Observation) -> Result<(Vec<u8>, Option<Vec<u8>>)> {
         if obs.inblob.len() > 64 {
-            return Err(Error::invalid("inblob", format!("{} bytes (at most 64)", obs.inblob.len())));
+            return Err(Error::invalid(
+                "inblob",
+                format!("{} bytes (at most 64)", obs.inblob.len()),
+            ));
         }
         let mut report_data = [0u8; 64];
         if let Some(dst) = report_data.get_mut(..obs.inblob.len()) {
@@ -272,7 +293,9 @@ impl Worker {
                         .parse::<u32>()
                         .ok()
                         .filter(|v| *v <= 3)
-                        .ok_or_else(|| Error::invalid("privlevel", format!("{level:?} (must be 0..=3)")))?;
+                        .ok_or_else(|| {
+                            Error::invalid("privlevel", format!("{level:?} (must be 0..=3)"))
+                        })?;
                 }
                 let ev = snp::report(&report_data, &opts)?;
                 Ok((ev.report, Some(ev.cert_table)))
