@@ -63,6 +63,18 @@ const INTEL_INTERMEDIATES: [SimulatedCert; 2] = [
     },
 ];
 
+/// The simulator's TPM attestation keys (DER SubjectPublicKeyInfo). A quote signed
+/// by one of them is simulated whatever else is supplied with it.
+const TPM_AKS: [SimulatedCert; 1] = [SimulatedCert {
+    name: "Veil simulated TPM AK",
+    der: include_bytes!("danger/sim_tpm_ak.spki.der"),
+}];
+
+/// Simulated TPM attestation keys, as DER SubjectPublicKeyInfo.
+pub fn tpm_aks() -> &'static [SimulatedCert] {
+    &TPM_AKS
+}
+
 /// Simulated AMD certificates (ARK, ASK, ASVK), each a self-contained anchor just
 /// like the embedded AMD ones.
 pub fn snp_certs() -> &'static [SimulatedCert] {

@@ -121,9 +121,14 @@ fn describe(cert: &X509Certificate<'_>) -> String {
     }
 }
 
-/// Role and product line from an AMD CA subject CN.
-fn classify(cert: &X509Certificate<'_>) -> Option<(Role, Product)> {
+/// Prefix of the simulator's CA names ("Veil Simulated ARK-Milan").
+const SIMULATED_PREFIX: &str = "Veil Simulated ";
+
+/// Role and product line from an AMD CA subject CN. Simulated anchors (known by
+/// their exact bytes) carry the simulator's prefix before AMD's name.
+fn classify(cert: &X509Certificate<'_>, simulated: bool) -> Option<(Role, Product)> {
     let name = cn(cert)?;
+    let name = if simulated { name.strip_prefix(SIMULATED_PREFIX).unwrap_or(name) } else { name };
     if let Some(p) = name.strip_prefix("ARK-") {
         return Some((Role::Ark, Product::from_name(p)?));
     }
@@ -138,7 +143,7 @@ fn classify(cert: &X509Certificate<'_>) -> Option<(Role, Product)> {
 
 fn anchor<'a>(der: &'a [u8], simulated: Option<&'static str>, what: &str) -> Result<Anchor<'a>> {
     let cert = x509::parse_der(der, what)?;
-    let Some((role, product)) = classify(&cert) else {
+    let Some((role, product)) = classify(&cert, simulated.is_some()) else {
         return Err(Error::chain(format!(
             "{what} ({}) is not an AMD ARK, ASK or ASVK",
             describe(&cert)

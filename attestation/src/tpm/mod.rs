@@ -186,17 +186,23 @@ impl Verifier for TpmVerifier {
         let mut not_evaluated: Vec<String> = claims.not_evaluated().into_iter().map(String::from).collect();
         let mut notes = Vec::new();
 
-        let simulated = match &ev.ak_chain {
-            Some(chain) => {
-                let outcome = chain::verify_ak_chain(chain, &ak, opts)?;
-                claims.ak_cert_sha256 = Some(outcome.ak_cert_sha256);
-                outcome.simulated
-            }
-            None => {
-                not_evaluated.push("AK: not bound to a certificate".into());
-                false
-            }
-        };
+        // The simulator's fixed AK proves nothing: refused by name without the opt-in.
+        let simulated_ak = crate::danger::tpm_aks().iter().find(|k| k.der == ak.spki_der()).map(|k| k.name);
+        if let (Some(name), false) = (simulated_ak, opts.trusts_simulator()) {
+            return Err(Error::SimulatedRoot { root: name.to_string() });
+        }
+        let simulated = simulated_ak.is_some()
+            || match &ev.ak_chain {
+                Some(chain) => {
+                    let outcome = chain::verify_ak_chain(chain, &ak, opts)?;
+                    claims.ak_cert_sha256 = Some(outcome.ak_cert_sha256);
+                    outcome.simulated
+                }
+                None => {
+                    not_evaluated.push("AK: not bound to a certificate".into());
+                    false
+                }
+            };
 
         match (ev.event_log, &ev.pcrs) {
             (Some(log), Some(pcrs)) => {

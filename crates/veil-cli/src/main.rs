@@ -36,7 +36,6 @@ enum Attest {
 }
 
 #[derive(Args, Debug)]
-#[command(args_conflicts_with_subcommands = true)]
 struct VerifyCmd {
     /// Verify the cases in a case file (the schema of shared/vectors/cases.toml).
     #[arg(long, value_name = "FILE")]
@@ -200,6 +199,9 @@ fn read(p: &Path) -> anyhow::Result<Vec<u8>> {
 
 fn verify(cmd: VerifyCmd) -> anyhow::Result<ExitCode> {
     if let Some(case_path) = &cmd.case {
+        if cmd.kind.is_some() {
+            bail!("--case and an evidence kind are exclusive: give one or the other");
+        }
         return verify_cases(case_path, cmd.name.as_deref(), cmd.danger_trust_simulator, cmd.json);
     }
     let Some(kind) = cmd.kind else { bail!("give an evidence kind (snp, tdx, tpm, az-snp-vtpm, az-tdx-vtpm) or --case FILE") };
