@@ -825,45 +825,6 @@ fn fuzz_entry_does_not_panic_on_seeds() {
     }
 }
 
-/// Rough timing of a verification with a cached chain (debug build; the bar is
-/// measured by the benchmarks, not here). `cargo test ... -- --ignored --nocapture`.
-#[test]
-#[ignore]
-fn timing_cached_chain() {
-    let v = SnpVerifier::new();
-    let (c, l) = accepted().into_iter().next().unwrap();
-    let report = l.report.clone().unwrap();
-    let cold = std::time::Instant::now();
-    v.verify(&evidence(&c, &l, &report, &l.cert), &l.opts).unwrap();
-    let cold = cold.elapsed();
-    let n = 200;
-    let t = std::time::Instant::now();
-    for _ in 0..n {
-        v.verify(&evidence(&c, &l, &report, &l.cert), &l.opts).unwrap();
-    }
-    eprintln!("cold {cold:?}, cached {:?} per verification", t.elapsed() / n);
-    // Breakdown: the ECDSA P-384 check alone, parsing alone, the cache key alone.
-    let vc = v.cache.lock().unwrap().values().next().cloned().unwrap();
-    let parsed = parse_report(&report).unwrap();
-    let sig = parsed.signature_p1363();
-    let t = std::time::Instant::now();
-    for _ in 0..n {
-        UnparsedPublicKey::new(&ECDSA_P384_SHA384_FIXED, vc.public_key.as_slice())
-            .verify(&report[..SIGNED_LEN], &sig)
-            .unwrap();
-    }
-    let ecdsa = t.elapsed() / n;
-    let t = std::time::Instant::now();
-    for _ in 0..n {
-        parse_report(&report).unwrap();
-    }
-    let parse = t.elapsed() / n;
-    let t = std::time::Instant::now();
-    for _ in 0..n {
-        cache_key(&l.cert, SigningKey::Vcek, Some(&l.chain));
-    }
-    eprintln!("ecdsa {ecdsa:?}, parse {parse:?}, cache key {:?}", t.elapsed() / n);
-}
 
 // ---------------------------------------------------------------- simulated roots
 

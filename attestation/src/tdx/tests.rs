@@ -893,29 +893,6 @@ fn revoked_certificates_are_refused() {
     assert!(matches!(&e, Error::Expired { what, .. } if what == "PCK CRL"), "{e}");
 }
 
-#[test]
-#[ignore]
-fn print_case_outcomes() {
-    let verifier = TdxVerifier::default();
-    for case in tdx_cases() {
-        let loaded = Loaded::of(&case);
-        match verifier.verify(&loaded.evidence(), &case.options()) {
-            Ok(v) => {
-                let c = tdx_claims(&v);
-                println!(
-                    "{}: OK {:?} {:?} {:?} {:?} notes={:?}",
-                    case.name,
-                    c.tcb_status,
-                    c.qe_tcb_status,
-                    c.advisory_ids,
-                    c.tcb_date,
-                    v.notes()
-                );
-            }
-            Err(e) => println!("{}: ERR {e}", case.name),
-        }
-    }
-}
 
 /// The TD quotes inside the Azure TDX vTPM vectors (verified by the Azure verifier
 /// through this one) verify signature-only and report their trailing bytes.

@@ -3,21 +3,14 @@
 
 use std::path::PathBuf;
 
-/// The shared real test vectors (`VEIL_VECTORS` or /work/shared/vectors), if present.
-/// Tests that compare layouts with real evidence skip (with a message) without them.
+/// The shared real test vectors (`VEIL_VECTORS`, or `../shared/vectors` beside the
+/// repository, where CI puts them). Missing vectors fail the test: never a silent skip.
 pub fn vectors() -> Option<PathBuf> {
     let dir = std::env::var_os("VEIL_VECTORS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/shared/vectors"));
-    if dir.join("INDEX.md").exists() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "real vectors not found at {}; skipping comparison",
-            dir.display()
-        );
-        None
-    }
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/vectors")));
+    assert!(dir.join("INDEX.md").exists(), "real vectors not found at {} (set VEIL_VECTORS)", dir.display());
+    Some(dir)
 }
 
 /// Every PEM certificate in `pem`, as DER.
