@@ -13,6 +13,7 @@
 //! Policy bits (debug, SMT, migration agent, ...) are claims here; refusing them is
 //! the appraisal's job ([`crate::appraisal`]).
 
+pub mod cert_table;
 mod certs;
 mod claims;
 pub mod json;
