@@ -156,12 +156,10 @@ fn claims_json(v: &impl serde::Serialize) -> Result<Value> {
     serde_json::to_value(v).map_err(|e| Error::policy("claims", "serializable claims", e))
 }
 
-/// Find a claim by key, looking into nested objects (decoded sub-structures).
-fn lookup<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
-    match v {
-        Value::Object(m) => m.get(key).or_else(|| m.values().find_map(|x| lookup(x, key))),
-        _ => None,
-    }
+/// Find a claim by its dotted path ("policy.debug"); absent means absent, never a
+/// search elsewhere in the claims.
+fn lookup<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(v, |v, key| v.get(key)).filter(|v| !v.is_null())
 }
 
 fn str_claim<'a>(v: &'a Value, section: &str, key: &str) -> Result<&'a str> {
@@ -232,11 +230,11 @@ pub fn appraise(evidence: &VerifiedEvidence, policy: &Policy) -> Result<()> {
     if let Some(p) = &policy.tpm {
         let Some(c) = &tpm else { return Err(Error::policy("tpm", "TPM evidence", kind)) };
         let pcrs = lookup(c, "pcrs").and_then(Value::as_object);
+        // PCR values are claims only when the verifier was given them.
         for (idx, allowed) in &p.pcrs {
-            let found = pcrs
-                .and_then(|m| m.get(idx))
-                .and_then(Value::as_str)
-                .ok_or_else(|| Error::policy(format!("tpm.pcrs.{idx}"), "a quoted PCR value", "not quoted / not supplied"))?;
+            let found = pcrs.and_then(|m| m.get(idx)).and_then(Value::as_str).ok_or_else(|| {
+                Error::policy(format!("tpm.pcrs.{idx}"), "a quoted PCR value", "not quoted / not supplied")
+            })?;
             one_of(format!("tpm.pcrs.{idx}"), allowed, found)?;
         }
     }
@@ -244,11 +242,11 @@ pub fn appraise(evidence: &VerifiedEvidence, policy: &Policy) -> Result<()> {
 }
 
 fn appraise_snp(c: &Value, policy: &Policy) -> Result<()> {
-    if !policy.allow_debug && bool_claim(c, "snp", "debug")? {
+    if !policy.allow_debug && bool_claim(c, "snp", "policy.debug")? {
         return Err(Error::policy("snp.policy.debug", "debug disallowed", "debug allowed by the guest policy"));
     }
     let Some(p) = &policy.snp else { return Ok(()) };
-    if !p.allow_migration_agent && bool_claim(c, "snp", "migrate_ma")? {
+    if !p.allow_migration_agent && bool_claim(c, "snp", "policy.migrate_ma")? {
         return Err(Error::policy("snp.policy.migrate_ma", "no migration agent", "migration agent allowed"));
     }
     if let Some(allowed) = &p.measurement {
@@ -264,10 +262,8 @@ fn appraise_snp(c: &Value, policy: &Policy) -> Result<()> {
         }
     }
     if let Some(min) = &p.min_tcb {
-        let reported = lookup(c, "reported_tcb_parts")
-            .ok_or_else(|| Error::policy("snp.reported_tcb", "decoded TCB components", "absent"))?;
         for (component, min_value) in min {
-            let found = u64_claim(reported, "snp.reported_tcb", component)?;
+            let found = u64_claim(c, "snp", &format!("reported_tcb.{component}"))?;
             if found < *min_value {
                 return Err(Error::policy(format!("snp.reported_tcb.{component}"), format!(">= {min_value}"), found));
             }
@@ -277,7 +273,7 @@ fn appraise_snp(c: &Value, policy: &Policy) -> Result<()> {
 }
 
 fn appraise_tdx(c: &Value, policy: &Policy) -> Result<()> {
-    if !policy.allow_debug && bool_claim(c, "tdx", "debug")? {
+    if !policy.allow_debug && bool_claim(c, "tdx", "td_attributes_flags.debug")? {
         return Err(Error::policy("tdx.td_attributes.debug", "debug off", "debug on"));
     }
     let default = TdxPolicy::default();
@@ -320,6 +316,118 @@ mod tests {
     fn tdx_default_status_is_up_to_date_only() {
         let p = Policy::from_toml("[tdx]\n").unwrap();
         assert_eq!(p.tdx.unwrap().tcb_status, vec!["UpToDate".to_string()]);
+    }
+
+    fn vectors() -> std::path::PathBuf {
+        std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors"))
+    }
+
+    fn read(p: &str) -> Vec<u8> {
+        std::fs::read(vectors().join(p)).unwrap()
+    }
+
+    fn at(s: &str) -> crate::Options {
+        crate::Options::at(time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).unwrap())
+    }
+
+    fn snp(dir: &str) -> VerifiedEvidence {
+        use crate::Verifier;
+        let (r, v, c) = (
+            read(&format!("{dir}/report.bin")),
+            read(&format!("{dir}/vcek.der")),
+            read(&format!("{dir}/cert_chain.pem")),
+        );
+        let ev = crate::snp::SnpEvidence { report: &r, vcek: Some(&v), vlek: None, chain: Some(&c) };
+        crate::snp::SnpVerifier::default().verify(&ev, &at("2025-06-01T00:00:00Z")).unwrap()
+    }
+
+    fn tdx(dir: &str, with_collateral: bool, when: &str) -> VerifiedEvidence {
+        use crate::Verifier;
+        let q = read(&format!("{dir}/quote.bin"));
+        let coll = with_collateral
+            .then(|| crate::tdx::Collateral::from_json(&read(&format!("{dir}/collateral.json"))).unwrap());
+        let ev = crate::tdx::TdxEvidence { quote: &q, collateral: coll.as_ref(), root: None };
+        crate::tdx::TdxVerifier::default().verify(&ev, &at(when)).unwrap()
+    }
+
+    #[test]
+    fn snp_reference_values() {
+        let v = snp("sev-snp/trustee-milan-vcek-v2");
+        let m = "a1f3930413247bb38cfc171579ea3c12d5fe4901f0c792f63fd75d98f1ef827c23500644e0e692e6be917f9050d3d38c";
+        let ok = Policy::from_toml(&format!(
+            "tee = [\"snp\"]\n[snp]\nmeasurement = [\"{m}\"]\nvmpl = [0]\nmin_tcb = {{ snp = 8, microcode = 115 }}\n"
+        ))
+        .unwrap();
+        appraise(&v, &ok).unwrap();
+        let e = appraise(&v, &Policy::from_toml("[snp]\nmeasurement = [\"00\"]\n").unwrap()).unwrap_err();
+        assert!(e.to_string().contains("snp.measurement: expected one of [00], found a1f39304"), "{e}");
+        let e = appraise(&v, &Policy::from_toml("[snp]\nmin_tcb = { snp = 9 }\n").unwrap()).unwrap_err();
+        assert!(e.to_string().contains("snp.reported_tcb.snp: expected >= 9, found 8"), "{e}");
+        let e = appraise(&v, &Policy::from_toml("[snp]\nmin_tcb = { nonsense = 1 }\n").unwrap()).unwrap_err();
+        assert!(e.to_string().contains("absent from the verified claims"), "{e}");
+        let e = appraise(&v, &Policy::from_toml("tee = [\"tdx\"]\n").unwrap()).unwrap_err();
+        assert!(e.to_string().contains("tee"), "{e}");
+        let e = appraise(&v, &Policy::from_toml("[tdx]\n").unwrap()).unwrap_err();
+        assert!(e.to_string().contains("TDX evidence"), "{e}");
+    }
+
+    #[test]
+    fn debug_guests_are_refused_unless_allowed() {
+        // go-sev-guest's report has policy 0xb0000: DEBUG allowed.
+        let v = snp("sev-snp/gosevguest-milan-attestation");
+        let e = appraise(&v, &Policy::default()).unwrap_err();
+        assert!(e.to_string().contains("snp.policy.debug"), "{e}");
+        appraise(&v, &Policy::from_toml("allow_debug = true\n").unwrap()).unwrap();
+        // trustee's tdx_quote_4 is a debug TD.
+        let v = tdx("tdx/trustee-tdx_quote_4", false, "2023-06-15T00:00:00Z");
+        let e = appraise(&v, &Policy::default()).unwrap_err();
+        assert!(e.to_string().contains("tdx.td_attributes.debug"), "{e}");
+    }
+
+    #[test]
+    fn tdx_tcb_status_must_be_evaluated_and_allowed() {
+        let when = "2025-07-19T10:00:34Z";
+        let v = tdx("tdx/dcapqvl-tdx_quote", true, when);
+        appraise(&v, &Policy::default()).unwrap();
+        let mr_td = "91eb2b44d141d4ece09f0c75c2c53d247a3c68edd7fafe8a3520c942a604a407de03ae6dc5f87f27428b2538873118b7";
+        appraise(&v, &Policy::from_toml(&format!("[tdx]\nmr_td = [\"{mr_td}\"]\n")).unwrap()).unwrap();
+        let e = appraise(&v, &Policy::from_toml("[tdx]\nrtmr3 = [\"11\"]\n").unwrap()).unwrap_err();
+        assert!(e.to_string().contains("tdx.rtmr3"), "{e}");
+        let e = appraise(&v, &Policy::from_toml("[tdx]\ntcb_status = [\"OutOfDate\"]\n").unwrap()).unwrap_err();
+        assert!(e.to_string().contains("tdx.tcb_status"), "{e}");
+        // Without collateral the TCB status is not evaluated, so any TDX policy fails.
+        let v = tdx("tdx/dcapqvl-tdx_quote", false, when);
+        let e = appraise(&v, &Policy::default()).unwrap_err();
+        assert!(e.to_string().contains("not evaluated (no collateral)"), "{e}");
+    }
+
+    #[test]
+    fn tpm_pcrs() {
+        use crate::Verifier;
+        let d = "tpm/gotpmtools-gce-cos85-nonce9009";
+        let (a, s, k) = (
+            read(&format!("{d}/quote_sha256.tpms_attest.bin")),
+            read(&format!("{d}/quote_sha256.tpmt_signature.bin")),
+            read(&format!("{d}/ak_pub.pem")),
+        );
+        let pcrs =
+            crate::tpm::PcrValues::from_quotes_json(&read(&format!("{d}/quotes.json")), crate::tpm::HashAlg::Sha256)
+                .unwrap();
+        let ev = crate::tpm::TpmEvidence {
+            attest: &a,
+            signature: &s,
+            ak: &k,
+            ak_chain: None,
+            pcrs: Some(pcrs),
+            event_log: None,
+        };
+        let v = crate::tpm::TpmVerifier.verify(&ev, &at("2025-06-01T00:00:00Z")).unwrap();
+        let pcr0 = "0f35c214608d93c7a6e68ae7359b4a8be5a0e99eea9107ece427c4dea4e439cf";
+        appraise(&v, &Policy::from_toml(&format!("[tpm]\npcrs = {{ \"0\" = [\"{pcr0}\"] }}\n")).unwrap()).unwrap();
+        let e = appraise(&v, &Policy::from_toml("[tpm.pcrs]\n\"0\" = [\"00\"]\n").unwrap()).unwrap_err();
+        assert!(e.to_string().contains("tpm.pcrs.0"), "{e}");
+        let e = appraise(&v, &Policy::from_toml("[tpm.pcrs]\n\"24\" = [\"00\"]\n").unwrap()).unwrap_err();
+        assert!(e.to_string().contains("not quoted"), "{e}");
     }
 
     #[test]

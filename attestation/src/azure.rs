@@ -352,8 +352,7 @@ impl Verifier for AzTdxVtpmVerifier {
         let mut rr = Reader::new(tdreport, STRUCT);
         rr.skip(TDREPORT_REPORT_DATA, "tdreport.reportmacstruct")?;
         let tdreport_rd = rr.take(64, "tdreport.report_data")?;
-        let quote_rd =
-            hex::decode(&tdx_claims.report_data).map_err(|_| Error::Binding("report_data claim".into()))?;
+        let quote_rd = hex::decode(&tdx_claims.report_data).map_err(|_| Error::Binding("report_data claim".into()))?;
         if quote_rd.as_slice() != tdreport_rd {
             return Err(Error::Binding(format!(
                 "TD quote report_data {} differs from the HCL TDREPORT's {}",

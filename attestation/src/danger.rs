@@ -33,18 +33,9 @@ pub struct SimulatedCert {
 }
 
 const SNP: [SimulatedCert; 3] = [
-    SimulatedCert {
-        name: "Veil simulated ARK-Milan",
-        der: include_bytes!("danger/sim_ark_milan.der"),
-    },
-    SimulatedCert {
-        name: "Veil simulated ASK-Milan",
-        der: include_bytes!("danger/sim_ask_milan.der"),
-    },
-    SimulatedCert {
-        name: "Veil simulated ASVK-Milan",
-        der: include_bytes!("danger/sim_asvk_milan.der"),
-    },
+    SimulatedCert { name: "Veil simulated ARK-Milan", der: include_bytes!("danger/sim_ark_milan.der") },
+    SimulatedCert { name: "Veil simulated ASK-Milan", der: include_bytes!("danger/sim_ask_milan.der") },
+    SimulatedCert { name: "Veil simulated ASVK-Milan", der: include_bytes!("danger/sim_asvk_milan.der") },
 ];
 
 const INTEL_ROOTS: [SimulatedCert; 1] = [SimulatedCert {
@@ -65,10 +56,8 @@ const INTEL_INTERMEDIATES: [SimulatedCert; 2] = [
 
 /// The simulator's TPM attestation keys (DER SubjectPublicKeyInfo). A quote signed
 /// by one of them is simulated whatever else is supplied with it.
-const TPM_AKS: [SimulatedCert; 1] = [SimulatedCert {
-    name: "Veil simulated TPM AK",
-    der: include_bytes!("danger/sim_tpm_ak.spki.der"),
-}];
+const TPM_AKS: [SimulatedCert; 1] =
+    [SimulatedCert { name: "Veil simulated TPM AK", der: include_bytes!("danger/sim_tpm_ak.spki.der") }];
 
 /// Simulated TPM attestation keys, as DER SubjectPublicKeyInfo.
 pub fn tpm_aks() -> &'static [SimulatedCert] {
@@ -95,10 +84,5 @@ pub fn intel_intermediates() -> &'static [SimulatedCert] {
 
 /// If `der` is byte-identical to a simulated certificate, its name.
 pub fn simulated_cert_name(der: &[u8]) -> Option<&'static str> {
-    snp_certs()
-        .iter()
-        .chain(intel_roots())
-        .chain(intel_intermediates())
-        .find(|c| c.der == der)
-        .map(|c| c.name)
+    snp_certs().iter().chain(intel_roots()).chain(intel_intermediates()).find(|c| c.der == der).map(|c| c.name)
 }

@@ -52,10 +52,9 @@ impl<'a> Reader<'a> {
                 self.pos = self.pos.saturating_add(n);
                 Ok(head)
             }
-            None => Err(self.error(
-                field,
-                format!("truncated: need {n} bytes at offset {}, {} left", self.pos, rest.len()),
-            )),
+            None => {
+                Err(self.error(field, format!("truncated: need {n} bytes at offset {}, {} left", self.pos, rest.len())))
+            }
         }
     }
 

@@ -307,7 +307,11 @@ impl VerifiedEvents {
                 }
             }
             if !seen {
-                return Err(Error::policy(format!("runtime.{ty}"), format!("one of [{}]", values.join(", ")), "no such event"));
+                return Err(Error::policy(
+                    format!("runtime.{ty}"),
+                    format!("one of [{}]", values.join(", ")),
+                    "no such event",
+                ));
             }
         }
         Ok(())

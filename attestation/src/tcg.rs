@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use crate::error::{Error, ParseError, Result};
 use crate::reader::Reader;
-use crate::tpm::{HashAlg, PcrValues, MAX_PCRS};
+use crate::tpm::{HashAlg, MAX_PCRS, PcrValues};
 
 const LOG: &str = "TCG event log";
 
@@ -310,7 +310,7 @@ impl EventLog {
                         "PCR {idx} ({bank}): the quote has {}, the log replays to {}",
                         hex::encode(expected),
                         hex::encode(found)
-                    )))
+                    )));
                 }
                 None => pcrs_not_quoted.push(*idx),
             }

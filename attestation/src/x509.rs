@@ -48,7 +48,7 @@ pub mod oid {
 /// Parse one DER certificate, requiring that nothing follows it.
 pub fn parse_der<'a>(der: &'a [u8], what: &str) -> Result<X509Certificate<'a>> {
     match X509Certificate::from_der(der) {
-        Ok((rest, cert)) if rest.is_empty() => Ok(cert),
+        Ok(([], cert)) => Ok(cert),
         Ok((rest, _)) => Err(Error::chain(format!("{what}: {} bytes after the certificate", rest.len()))),
         Err(e) => Err(Error::chain(format!("{what}: not a DER X.509 certificate: {e}"))),
     }
@@ -149,12 +149,7 @@ fn verification_algorithm(
 ) -> std::result::Result<&'static dyn VerificationAlgorithm, String> {
     let oid = alg.algorithm.to_id_string();
     let key_oid = issuer_spki.algorithm.algorithm.to_id_string();
-    let curve = issuer_spki
-        .algorithm
-        .parameters
-        .as_ref()
-        .and_then(|p| p.as_oid().ok())
-        .map(|o| o.to_id_string());
+    let curve = issuer_spki.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok()).map(|o| o.to_id_string());
     let ec = |hash: &str| -> std::result::Result<&'static dyn VerificationAlgorithm, String> {
         if key_oid != oid::EC_PUBLIC_KEY {
             return Err(format!("ECDSA signature but issuer key is {key_oid}"));

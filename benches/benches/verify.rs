@@ -63,7 +63,14 @@ fn bench_tpm(c: &mut Criterion) {
     let ak = read(&format!("{d}/ak_pub.pem"));
     let pcrs = tpm::PcrValues::from_quotes_json(&read(&format!("{d}/quotes.json")), tpm::HashAlg::Sha256).unwrap();
     let opts = Options::at(at("2025-06-01T00:00:00Z")).with_nonce(vec![0x90, 0x09]);
-    let ev = tpm::TpmEvidence { attest: &attest, signature: &sig, ak: &ak, ak_chain: None, pcrs: Some(pcrs), event_log: None };
+    let ev = tpm::TpmEvidence {
+        attest: &attest,
+        signature: &sig,
+        ak: &ak,
+        ak_chain: None,
+        pcrs: Some(pcrs),
+        event_log: None,
+    };
     tpm::TpmVerifier.verify(&ev, &opts).unwrap();
     c.bench_function("tpm_quote_verify", |b| b.iter(|| tpm::TpmVerifier.verify(black_box(&ev), &opts).unwrap()));
 }

@@ -116,11 +116,7 @@ pub enum AttestError {
 
 impl AttestError {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        AttestError::Io {
-            op,
-            path: path.into(),
-            source,
-        }
+        AttestError::Io { op, path: path.into(), source }
     }
 
     pub(crate) fn tpm(op: &'static str) -> impl FnOnce(tss_esapi::Error) -> Self {

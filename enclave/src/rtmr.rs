@@ -47,19 +47,12 @@ pub fn path(dir: &Path, index: u8) -> Result<PathBuf> {
 /// accepts only the whole 48 bytes in one write.
 pub fn extend(measurements_dir: &Path, index: u8, digest: &[u8; RTMR_LEN]) -> Result<()> {
     let path = path(measurements_dir, index)?;
-    let file = OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .map_err(|e| AttestError::io("open", &path, e))?;
-    let written = file
-        .write_at(digest, 0)
-        .map_err(|e| AttestError::io("write", &path, e))?;
+    let file = OpenOptions::new().write(true).open(&path).map_err(|e| AttestError::io("open", &path, e))?;
+    let written = file.write_at(digest, 0).map_err(|e| AttestError::io("write", &path, e))?;
     if written != RTMR_LEN {
         return Err(AttestError::Malformed {
             path,
-            detail: format!(
-                "short write: {written} of {RTMR_LEN} bytes; the register may not be extended"
-            ),
+            detail: format!("short write: {written} of {RTMR_LEN} bytes; the register may not be extended"),
         });
     }
     Ok(())
@@ -68,15 +61,9 @@ pub fn extend(measurements_dir: &Path, index: u8, digest: &[u8; RTMR_LEN]) -> Re
 /// Read RTMR `index`: the file must hold exactly 48 bytes.
 pub fn read(measurements_dir: &Path, index: u8) -> Result<[u8; RTMR_LEN]> {
     let path = path(measurements_dir, index)?;
-    let mut file = OpenOptions::new()
-        .read(true)
-        .open(&path)
-        .map_err(|e| AttestError::io("open", &path, e))?;
+    let mut file = OpenOptions::new().read(true).open(&path).map_err(|e| AttestError::io("open", &path, e))?;
     let mut buf = Vec::with_capacity(RTMR_LEN + 1);
-    file.by_ref()
-        .take(RTMR_LEN_PLUS_ONE)
-        .read_to_end(&mut buf)
-        .map_err(|e| AttestError::io("read", &path, e))?;
+    file.by_ref().take(RTMR_LEN_PLUS_ONE).read_to_end(&mut buf).map_err(|e| AttestError::io("read", &path, e))?;
     <[u8; RTMR_LEN]>::try_from(buf.as_slice()).map_err(|_| AttestError::Malformed {
         path: path.clone(),
         detail: format!(

@@ -53,11 +53,7 @@ impl Swtpm {
             let state_dir = unique_temp_dir()?;
             match Self::spawn(binary, port, &state_dir) {
                 Ok(child) => {
-                    let mut swtpm = Swtpm {
-                        child,
-                        port,
-                        state_dir,
-                    };
+                    let mut swtpm = Swtpm { child, port, state_dir };
                     match swtpm.wait_ready() {
                         Ok(()) => return Ok(swtpm),
                         Err(e) => last = e, // dropped: killed and cleaned up
@@ -69,15 +65,11 @@ impl Swtpm {
                 }
             }
         }
-        Err(AttestError::Swtpm(format!(
-            "could not start after {PORT_ATTEMPTS} attempts: {last}"
-        )))
+        Err(AttestError::Swtpm(format!("could not start after {PORT_ATTEMPTS} attempts: {last}")))
     }
 
     fn spawn(binary: &std::ffi::OsStr, port: u16, state_dir: &Path) -> Result<Child> {
-        let ctrl = port
-            .checked_add(1)
-            .ok_or_else(|| AttestError::Swtpm("port overflow".into()))?;
+        let ctrl = port.checked_add(1).ok_or_else(|| AttestError::Swtpm("port overflow".into()))?;
         let log = state_dir.join("stderr.log");
         let stderr = fs::File::create(&log).map_err(|e| AttestError::io("create", &log, e))?;
         Command::new(binary)
@@ -109,20 +101,13 @@ impl Swtpm {
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 let log = fs::read_to_string(self.state_dir.join("stderr.log")).unwrap_or_default();
-                return Err(format!(
-                    "swtpm exited with {status} on port {}: {}",
-                    self.port,
-                    log.trim()
-                ));
+                return Err(format!("swtpm exited with {status} on port {}: {}", self.port, log.trim()));
             }
             if TcpStream::connect_timeout(&addr.into(), Duration::from_millis(200)).is_ok() {
                 return Ok(());
             }
             if deadline.is_none_or(|d| Instant::now() >= d) {
-                return Err(format!(
-                    "port {} not accepting after {:?}",
-                    self.port, START_TIMEOUT
-                ));
+                return Err(format!("port {} not accepting after {:?}", self.port, START_TIMEOUT));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -150,12 +135,8 @@ impl Drop for Swtpm {
 /// A port P such that P and P+1 were both free a moment ago.
 fn free_port_pair() -> Result<u16> {
     for _ in 0..64 {
-        let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .map_err(|e| AttestError::Swtpm(format!("bind: {e}")))?;
-        let port = l
-            .local_addr()
-            .map_err(|e| AttestError::Swtpm(format!("local_addr: {e}")))?
-            .port();
+        let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|e| AttestError::Swtpm(format!("bind: {e}")))?;
+        let port = l.local_addr().map_err(|e| AttestError::Swtpm(format!("local_addr: {e}")))?.port();
         let Some(next) = port.checked_add(1) else {
             continue;
         };
@@ -163,17 +144,12 @@ fn free_port_pair() -> Result<u16> {
             return Ok(port);
         }
     }
-    Err(AttestError::Swtpm(
-        "no free pair of consecutive loopback ports".into(),
-    ))
+    Err(AttestError::Swtpm("no free pair of consecutive loopback ports".into()))
 }
 
 fn unique_temp_dir() -> Result<PathBuf> {
     static SEQ: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     let dir = std::env::temp_dir().join(format!(
         "veil-swtpm-{}-{}-{nanos}",
         std::process::id(),

@@ -41,10 +41,9 @@ use tss_esapi::interface_types::ecc::EccCurve;
 use tss_esapi::interface_types::resource_handles::Hierarchy;
 use tss_esapi::interface_types::session_handles::AuthSession;
 use tss_esapi::structures::{
-    AttestInfo, Data, Digest, DigestValues, EccPoint, EccScheme, HashScheme,
-    KeyDerivationFunctionScheme, PcrSelectionList, PcrSelectionListBuilder, PcrSlot, Public,
-    PublicBuilder, PublicEccParametersBuilder, Signature, SignatureScheme,
-    SymmetricDefinitionObject,
+    AttestInfo, Data, Digest, DigestValues, EccPoint, EccScheme, HashScheme, KeyDerivationFunctionScheme,
+    PcrSelectionList, PcrSelectionListBuilder, PcrSlot, Public, PublicBuilder, PublicEccParametersBuilder, Signature,
+    SignatureScheme, SymmetricDefinitionObject,
 };
 use tss_esapi::tcti_ldr::TctiNameConf;
 use tss_esapi::traits::Marshall as _;
@@ -70,8 +69,8 @@ const QUOTE_ATTEMPTS: u32 = 3;
 /// BIT STRING of 66 bytes), followed by the 65-byte uncompressed point. Fixed for
 /// this one key type, so written out rather than pulling in a DER encoder.
 const P256_SPKI_PREFIX: [u8; 26] = [
-    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
-    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
+    0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
 ];
 
 /// TPM_ALG_SHA256, the name algorithm of the AK.
@@ -146,10 +145,7 @@ impl TpmAttester {
     pub fn open(tcti: &str) -> Result<Self> {
         let conf = TctiNameConf::from_str(tcti).map_err(AttestError::tpm("TCTI configuration"))?;
         let ctx = Context::new(conf).map_err(AttestError::tpm("TCTI open"))?;
-        Ok(Self {
-            inner: Mutex::new(Inner { ctx, ak: None }),
-            quote_pcrs: DEFAULT_QUOTE_PCRS.to_vec(),
-        })
+        Ok(Self { inner: Mutex::new(Inner { ctx, ak: None }), quote_pcrs: DEFAULT_QUOTE_PCRS.to_vec() })
     }
 
     /// The PCRs [`Attester::evidence`] quotes (default [`DEFAULT_QUOTE_PCRS`]).
@@ -183,10 +179,8 @@ impl TpmAttester {
             Digest::try_from(sha256_digest.as_slice()).map_err(AttestError::tpm("digest"))?,
         );
         let ctx = &mut self.inner_mut()?.ctx;
-        ctx.execute_with_session(Some(AuthSession::Password), |c| {
-            c.pcr_extend(handle, values)
-        })
-        .map_err(AttestError::tpm("TPM2_PCR_Extend"))
+        ctx.execute_with_session(Some(AuthSession::Password), |c| c.pcr_extend(handle, values))
+            .map_err(AttestError::tpm("TPM2_PCR_Extend"))
     }
 
     /// Read PCRs of the SHA-256 bank. Duplicates are read once.
@@ -245,11 +239,7 @@ impl Inner {
         let handle = created.key_handle;
         match self.describe_ak(handle, &created.out_public) {
             Ok((info, point)) => {
-                self.ak = Some(Ak {
-                    handle,
-                    info: info.clone(),
-                    point,
-                });
+                self.ak = Some(Ak { handle, info: info.clone(), point });
                 Ok(info)
             }
             Err(e) => {
@@ -261,9 +251,7 @@ impl Inner {
 
     fn describe_ak(&mut self, handle: KeyHandle, public: &Public) -> Result<(AkInfo, [u8; 65])> {
         let Public::Ecc { unique, .. } = public else {
-            return Err(AttestError::SelfCheck(
-                "CreatePrimary returned a non-ECC public area".into(),
-            ));
+            return Err(AttestError::SelfCheck("CreatePrimary returned a non-ECC public area".into()));
         };
         let x = left_pad_32(unique.x().value(), "AK x coordinate")?;
         let y = left_pad_32(unique.y().value(), "AK y coordinate")?;
@@ -272,15 +260,8 @@ impl Inner {
         point[1..33].copy_from_slice(&x);
         point[33..].copy_from_slice(&y);
 
-        let public_area = public
-            .marshall()
-            .map_err(AttestError::tpm("marshal TPMT_PUBLIC"))?;
-        let name = self
-            .ctx
-            .tr_get_name(handle.into())
-            .map_err(AttestError::tpm("Esys_TR_GetName"))?
-            .value()
-            .to_vec();
+        let public_area = public.marshall().map_err(AttestError::tpm("marshal TPMT_PUBLIC"))?;
+        let name = self.ctx.tr_get_name(handle.into()).map_err(AttestError::tpm("Esys_TR_GetName"))?.value().to_vec();
         let mut expected_name = TPM_ALG_SHA256.to_vec();
         expected_name.extend_from_slice(&Sha256::digest(&public_area));
         if name != expected_name {
@@ -295,22 +276,9 @@ impl Inner {
         public_der.extend_from_slice(&point);
         let public_pem = pem_public_key(&public_der);
         let mut qualified_name = TPM_ALG_SHA256.to_vec();
-        qualified_name.extend_from_slice(
-            &Sha256::new()
-                .chain_update(TPM_RH_ENDORSEMENT)
-                .chain_update(&name)
-                .finalize(),
-        );
-        Ok((
-            AkInfo {
-                public_pem,
-                public_der,
-                public_area,
-                name,
-                qualified_name,
-            },
-            point,
-        ))
+        qualified_name
+            .extend_from_slice(&Sha256::new().chain_update(TPM_RH_ENDORSEMENT).chain_update(&name).finalize());
+        Ok((AkInfo { public_pem, public_der, public_area, name, qualified_name }, point))
     }
 
     fn quote(&mut self, qualifying_data: &[u8], pcrs: &[u8]) -> Result<TpmQuote> {
@@ -318,29 +286,19 @@ impl Inner {
         let ak = ak.as_ref().ok_or(AttestError::NoAk)?;
         let data = Data::try_from(qualifying_data).map_err(|_| AttestError::InvalidArgument {
             what: "qualifying data",
-            detail: format!(
-                "{} bytes (at most 64, and at most the TPM's largest digest)",
-                qualifying_data.len()
-            ),
+            detail: format!("{} bytes (at most 64, and at most the TPM's largest digest)", qualifying_data.len()),
         })?;
         let selection = selection(pcrs)?;
         for _ in 0..QUOTE_ATTEMPTS {
             let (attest, signature) = ctx
                 .execute_with_session(Some(AuthSession::Password), |c| {
-                    c.quote(
-                        ak.handle,
-                        data.clone(),
-                        SignatureScheme::Null,
-                        selection.clone(),
-                    )
+                    c.quote(ak.handle, data.clone(), SignatureScheme::Null, selection.clone())
                 })
                 .map_err(AttestError::tpm("TPM2_Quote"))?;
             let pcr_values = read_pcrs(ctx, pcrs)?;
 
             let AttestInfo::Quote { info } = attest.attested() else {
-                return Err(AttestError::SelfCheck(
-                    "TPM2_Quote returned an attestation that is not a quote".into(),
-                ));
+                return Err(AttestError::SelfCheck("TPM2_Quote returned an attestation that is not a quote".into()));
             };
             if attest.extra_data().value() != qualifying_data {
                 return Err(AttestError::SelfCheck(format!(
@@ -363,22 +321,12 @@ impl Inner {
                 continue; // PCRs moved between the quote and the read: try again.
             }
 
-            let attest_bytes = attest
-                .marshall()
-                .map_err(AttestError::tpm("marshal TPMS_ATTEST"))?;
-            let signature_bytes = signature
-                .marshall()
-                .map_err(AttestError::tpm("marshal TPMT_SIGNATURE"))?;
+            let attest_bytes = attest.marshall().map_err(AttestError::tpm("marshal TPMS_ATTEST"))?;
+            let signature_bytes = signature.marshall().map_err(AttestError::tpm("marshal TPMT_SIGNATURE"))?;
             verify_signature(&ak.point, &attest_bytes, &signature)?;
-            return Ok(TpmQuote {
-                attest: attest_bytes,
-                signature: signature_bytes,
-                pcr_values,
-            });
+            return Ok(TpmQuote { attest: attest_bytes, signature: signature_bytes, pcr_values });
         }
-        Err(AttestError::PcrsUnstable {
-            attempts: QUOTE_ATTEMPTS,
-        })
+        Err(AttestError::PcrsUnstable { attempts: QUOTE_ATTEMPTS })
     }
 }
 
@@ -455,10 +403,7 @@ fn check_selection(list: &PcrSelectionList, pcrs: &[u8]) -> Result<()> {
             continue;
         }
         if s.hashing_algorithm() != HashingAlgorithm::Sha256 {
-            return Err(AttestError::SelfCheck(format!(
-                "quote selects PCRs of bank {:?}",
-                s.hashing_algorithm()
-            )));
+            return Err(AttestError::SelfCheck(format!("quote selects PCRs of bank {:?}", s.hashing_algorithm())));
         }
         for slot in quoted {
             let bit = u32::from(slot);
@@ -467,9 +412,7 @@ fn check_selection(list: &PcrSelectionList, pcrs: &[u8]) -> Result<()> {
     }
     selected.sort_unstable();
     if selected != pcrs {
-        return Err(AttestError::SelfCheck(format!(
-            "quote selects PCRs {selected:?}, asked for {pcrs:?}"
-        )));
+        return Err(AttestError::SelfCheck(format!("quote selects PCRs {selected:?}, asked for {pcrs:?}")));
     }
     Ok(())
 }
@@ -481,22 +424,19 @@ fn check_selection(list: &PcrSelectionList, pcrs: &[u8]) -> Result<()> {
 fn read_pcrs(ctx: &mut Context, pcrs: &[u8]) -> Result<BTreeMap<u8, [u8; 32]>> {
     let mut out = BTreeMap::new();
     for chunk in pcrs.chunks(8) {
-        let (_, read, digests) = ctx.execute_without_session(|c| {
-            c.pcr_read(selection(chunk)?)
-                .map_err(AttestError::tpm("TPM2_PCR_Read"))
-        })?;
+        let (_, read, digests) =
+            ctx.execute_without_session(|c| c.pcr_read(selection(chunk)?).map_err(AttestError::tpm("TPM2_PCR_Read")))?;
         let data = tss_esapi::abstraction::pcr::PcrData::create(&read, &digests)
             .map_err(AttestError::tpm("TPM2_PCR_Read result"))?;
         let bank = data.pcr_bank(HashingAlgorithm::Sha256);
         for &pcr in chunk {
             let digest = bank.and_then(|b| slot(pcr).ok().and_then(|s| b.get_digest(s))).ok_or_else(|| {
-                AttestError::SelfCheck(format!("TPM2_PCR_Read returned no SHA-256 value for PCR {pcr} (bank not allocated?)"))
+                AttestError::SelfCheck(format!(
+                    "TPM2_PCR_Read returned no SHA-256 value for PCR {pcr} (bank not allocated?)"
+                ))
             })?;
             let value = <[u8; 32]>::try_from(digest.value()).map_err(|_| {
-                AttestError::SelfCheck(format!(
-                    "PCR {pcr} value is {} bytes, expected 32",
-                    digest.value().len()
-                ))
+                AttestError::SelfCheck(format!("PCR {pcr} value is {} bytes, expected 32", digest.value().len()))
             })?;
             out.insert(pcr, value);
         }
@@ -506,10 +446,7 @@ fn read_pcrs(ctx: &mut Context, pcrs: &[u8]) -> Result<BTreeMap<u8, [u8; 32]>> {
 
 fn verify_signature(point: &[u8; 65], message: &[u8], signature: &Signature) -> Result<()> {
     let Signature::EcDsa(sig) = signature else {
-        return Err(AttestError::SelfCheck(format!(
-            "quote signature is {:?}, expected ECDSA",
-            signature.algorithm()
-        )));
+        return Err(AttestError::SelfCheck(format!("quote signature is {:?}, expected ECDSA", signature.algorithm())));
     };
     if sig.hashing_algorithm() != HashingAlgorithm::Sha256 {
         return Err(AttestError::SelfCheck(format!(
@@ -523,22 +460,15 @@ fn verify_signature(point: &[u8; 65], message: &[u8], signature: &Signature) -> 
     ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P256_SHA256_FIXED, point)
         .verify(message, &fixed)
         .map_err(|_| {
-            AttestError::SelfCheck(
-                "quote signature does not verify with the AK over the marshalled TPMS_ATTEST"
-                    .into(),
-            )
+            AttestError::SelfCheck("quote signature does not verify with the AK over the marshalled TPMS_ATTEST".into())
         })
 }
 
 /// A P-256 coordinate or scalar as 32 big-endian bytes (the TPM may drop leading zeros).
 fn left_pad_32(v: &[u8], what: &str) -> Result<[u8; 32]> {
     let mut out = [0u8; 32];
-    let tail = 32usize
-        .checked_sub(v.len())
-        .and_then(|start| out.get_mut(start..));
-    let tail = tail.ok_or_else(|| {
-        AttestError::SelfCheck(format!("{what} is {} bytes, more than 32", v.len()))
-    })?;
+    let tail = 32usize.checked_sub(v.len()).and_then(|start| out.get_mut(start..));
+    let tail = tail.ok_or_else(|| AttestError::SelfCheck(format!("{what} is {} bytes, more than 32", v.len())))?;
     tail.copy_from_slice(v);
     Ok(out)
 }
@@ -562,10 +492,7 @@ mod tests {
     #[test]
     fn pcr_lists_are_checked_sorted_and_unique() {
         assert_eq!(normalise_pcrs(&[23, 0, 7, 0]).unwrap(), vec![0, 7, 23]);
-        assert!(matches!(
-            normalise_pcrs(&[24]),
-            Err(AttestError::InvalidArgument { .. })
-        ));
+        assert!(matches!(normalise_pcrs(&[24]), Err(AttestError::InvalidArgument { .. })));
     }
 
     #[test]

@@ -182,18 +182,9 @@ impl TsmAttester {
                     let _ = self.provider.set(report.provider.clone());
                     return Ok(report);
                 }
-                Attempt::Raced {
-                    path,
-                    before,
-                    after,
-                } => {
+                Attempt::Raced { path, before, after } => {
                     if attempt >= self.max_attempts {
-                        return Err(AttestError::GenerationRace {
-                            path,
-                            before,
-                            after,
-                            attempts: attempt,
-                        });
+                        return Err(AttestError::GenerationRace { path, before, after, attempts: attempt });
                     }
                 }
             }
@@ -223,29 +214,17 @@ impl TsmAttester {
             Err(e) => return Err(e),
         };
         // A simulator may still be catching up; a real configfs has long advanced.
-        let after = match poll(&gen_path, self.poll_timeout, |b| {
-            parse_generation(&gen_path, b).is_ok_and(|g| g != before)
-        }) {
-            Ok(b) => parse_generation(&gen_path, &b)?,
-            // Never advanced (or never parsed): report what is there now.
-            Err(AttestError::Timeout { .. }) => {
-                parse_generation(&gen_path, &read_file(&gen_path)?)?
-            }
-            Err(e) => return Err(e),
-        };
+        let after =
+            match poll(&gen_path, self.poll_timeout, |b| parse_generation(&gen_path, b).is_ok_and(|g| g != before)) {
+                Ok(b) => parse_generation(&gen_path, &b)?,
+                // Never advanced (or never parsed): report what is there now.
+                Err(AttestError::Timeout { .. }) => parse_generation(&gen_path, &read_file(&gen_path)?)?,
+                Err(e) => return Err(e),
+            };
         if before.checked_add(1) != Some(after) {
-            return Ok(Attempt::Raced {
-                path: gen_path,
-                before,
-                after,
-            });
+            return Ok(Attempt::Raced { path: gen_path, before, after });
         }
-        Ok(Attempt::Done(TsmReport {
-            provider,
-            outblob,
-            auxblob,
-            generation: after,
-        }))
+        Ok(Attempt::Done(TsmReport { provider, outblob, auxblob, generation: after }))
     }
 }
 
@@ -266,11 +245,7 @@ impl Attester for TsmAttester {
 
 enum Attempt {
     Done(TsmReport),
-    Raced {
-        path: PathBuf,
-        before: u64,
-        after: u64,
-    },
+    Raced { path: PathBuf, before: u64, after: u64 },
 }
 
 /// A report directory this attester created; removed on drop.
@@ -283,23 +258,16 @@ impl ReportDir {
         static SEQ: AtomicU64 = AtomicU64::new(0);
         let mut last = None;
         for _ in 0..8 {
-            let nanos = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.subsec_nanos())
-                .unwrap_or(0);
-            let path = root.join(format!(
-                "veil-{}-{}-{nanos:08x}",
-                std::process::id(),
-                SEQ.fetch_add(1, Ordering::Relaxed)
-            ));
+            let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+            let path =
+                root.join(format!("veil-{}-{}-{nanos:08x}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
             match fs::create_dir(&path) {
                 Ok(()) => return Ok(ReportDir { path }),
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => last = Some((path, e)),
                 Err(e) => return Err(AttestError::io("mkdir", path, e)),
             }
         }
-        let (path, e) =
-            last.unwrap_or_else(|| (root.to_path_buf(), ErrorKind::AlreadyExists.into()));
+        let (path, e) = last.unwrap_or_else(|| (root.to_path_buf(), ErrorKind::AlreadyExists.into()));
         Err(AttestError::io("mkdir", path, e))
     }
 }
@@ -320,24 +288,18 @@ impl Drop for ReportDir {
 fn read_provider(dir: &Path, timeout: Duration) -> Result<String> {
     let path = dir.join("provider");
     let raw = poll(&path, timeout, |b| !b.is_empty())?;
-    let s = std::str::from_utf8(&raw).map_err(|_| AttestError::Malformed {
-        path: path.clone(),
-        detail: "not UTF-8".into(),
-    })?;
+    let s = std::str::from_utf8(&raw)
+        .map_err(|_| AttestError::Malformed { path: path.clone(), detail: "not UTF-8".into() })?;
     Ok(s.trim_end_matches(['\n', '\0']).to_owned())
 }
 
 fn parse_generation(path: &Path, raw: &[u8]) -> Result<u64> {
-    std::str::from_utf8(raw)
-        .ok()
-        .and_then(|s| s.trim_end_matches(['\n', '\0']).parse::<u64>().ok())
-        .ok_or_else(|| AttestError::Malformed {
+    std::str::from_utf8(raw).ok().and_then(|s| s.trim_end_matches(['\n', '\0']).parse::<u64>().ok()).ok_or_else(|| {
+        AttestError::Malformed {
             path: path.to_path_buf(),
-            detail: format!(
-                "generation is not a decimal counter: {:?}",
-                String::from_utf8_lossy(raw)
-            ),
-        })
+            detail: format!("generation is not a decimal counter: {:?}", String::from_utf8_lossy(raw)),
+        }
+    })
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -349,9 +311,7 @@ fn read_file(path: &Path) -> Result<Vec<u8>> {
     use std::io::Read as _;
     let file = fs::File::open(path).map_err(|e| AttestError::io("open", path, e))?;
     let mut buf = Vec::new();
-    file.take(MAX_READ.saturating_add(1))
-        .read_to_end(&mut buf)
-        .map_err(|e| AttestError::io("read", path, e))?;
+    file.take(MAX_READ.saturating_add(1)).read_to_end(&mut buf).map_err(|e| AttestError::io("read", path, e))?;
     if buf.len() as u64 > MAX_READ {
         return Err(AttestError::Malformed {
             path: path.to_path_buf(),
@@ -374,10 +334,7 @@ fn poll(path: &Path, timeout: Duration, ready: impl Fn(&[u8]) -> bool) -> Result
         }
         let waited = start.elapsed();
         if waited >= timeout {
-            return Err(AttestError::Timeout {
-                path: path.to_path_buf(),
-                waited,
-            });
+            return Err(AttestError::Timeout { path: path.to_path_buf(), waited });
         }
         std::thread::sleep(POLL_INTERVAL);
     }

@@ -94,14 +94,7 @@ fn parse_attest(bytes: &[u8]) -> Result<Quote> {
     }
     let pcr_digest = c.tpm2b()?.to_vec();
     c.end()?;
-    Ok(Quote {
-        magic,
-        typ,
-        qualified_signer,
-        extra_data,
-        selection,
-        pcr_digest,
-    })
+    Ok(Quote { magic, typ, qualified_signer, extra_data, selection, pcr_digest })
 }
 
 /// TPMT_SIGNATURE (ECDSA) -> the 64-byte r ‖ s ring wants.
@@ -112,10 +105,7 @@ fn parse_signature(bytes: &[u8]) -> Result<[u8; 64]> {
     let r = c.tpm2b()?;
     let s = c.tpm2b()?;
     c.end()?;
-    ensure!(
-        r.len() <= 32 && s.len() <= 32,
-        "r or s longer than 32 bytes"
-    );
+    ensure!(r.len() <= 32 && s.len() <= 32, "r or s longer than 32 bytes");
     let mut out = [0u8; 64];
     out[32 - r.len()..32].copy_from_slice(r);
     out[64 - s.len()..].copy_from_slice(s);
@@ -126,20 +116,13 @@ fn parse_signature(bytes: &[u8]) -> Result<[u8; 64]> {
 fn ak_point(ak: &AkInfo) -> Result<Vec<u8>> {
     let pem = std::str::from_utf8(&ak.public_pem)?;
     let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    ensure!(
-        pem.starts_with("-----BEGIN PUBLIC KEY-----\n"),
-        "PEM header"
-    );
+    ensure!(pem.starts_with("-----BEGIN PUBLIC KEY-----\n"), "PEM header");
     ensure!(pem.ends_with("-----END PUBLIC KEY-----\n"), "PEM footer");
     let der = base64::engine::general_purpose::STANDARD.decode(body)?;
     ensure!(der == ak.public_der, "PEM and DER differ");
     // SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING (0 unused) 04‖X‖Y }
     let prefix = hex::decode("3059301306072a8648ce3d020106082a8648ce3d030107034200")?;
-    ensure!(
-        der.len() == 91 && der.starts_with(&prefix),
-        "not a P-256 SPKI: {}",
-        hex::encode(&der)
-    );
+    ensure!(der.len() == 91 && der.starts_with(&prefix), "not a P-256 SPKI: {}", hex::encode(&der));
     ensure!(der[26] == 0x04, "not an uncompressed point");
     Ok(der[26..].to_vec())
 }
@@ -176,21 +159,13 @@ fn quote_after_extend_verifies_and_binds_nonce_and_pcrs() -> Result<()> {
     let ak = tpm.create_ak()?;
 
     let digest: [u8; 32] = Sha256::digest(b"veil runtime event").into();
-    assert_eq!(
-        tpm.read_pcrs(&[23])?[&23],
-        [0u8; 32],
-        "PCR 23 starts at zero"
-    );
+    assert_eq!(tpm.read_pcrs(&[23])?[&23], [0u8; 32], "PCR 23 starts at zero");
     tpm.extend(23, &digest)?;
     let mut h = Sha256::new();
     h.update([0u8; 32]);
     h.update(digest);
     let expected: [u8; 32] = h.finalize().into();
-    assert_eq!(
-        tpm.read_pcrs(&[23])?[&23],
-        expected,
-        "PCR 23 = SHA-256(zeros ‖ digest)"
-    );
+    assert_eq!(tpm.read_pcrs(&[23])?[&23], expected, "PCR 23 = SHA-256(zeros ‖ digest)");
 
     let n = nonce();
     let q = tpm.quote(&n, &[23, 0])?;
@@ -202,25 +177,13 @@ fn quote_after_extend_verifies_and_binds_nonce_and_pcrs() -> Result<()> {
     assert_eq!(parsed.extra_data, n);
     // qualifiedSigner = QN of a primary in the endorsement hierarchy.
     let mut qn = vec![0x00, 0x0b];
-    qn.extend_from_slice(
-        &Sha256::new()
-            .chain_update([0x40, 0x00, 0x00, 0x0b])
-            .chain_update(&ak.name)
-            .finalize(),
-    );
+    qn.extend_from_slice(&Sha256::new().chain_update([0x40, 0x00, 0x00, 0x0b]).chain_update(&ak.name).finalize());
     assert_eq!(parsed.qualified_signer, qn);
     assert_eq!(ak.qualified_name, qn);
     assert_eq!(parsed.selection, vec![(TPM_ALG_SHA256, vec![0, 23])]);
-    assert_eq!(
-        q.pcr_values.keys().copied().collect::<Vec<_>>(),
-        vec![0, 23]
-    );
+    assert_eq!(q.pcr_values.keys().copied().collect::<Vec<_>>(), vec![0, 23]);
     assert_eq!(q.pcr_values[&23], expected);
-    assert_eq!(
-        parsed.pcr_digest,
-        pcr_digest(&q.pcr_values),
-        "pcrDigest = SHA-256(PCR0 ‖ PCR23)"
-    );
+    assert_eq!(parsed.pcr_digest, pcr_digest(&q.pcr_values), "pcrDigest = SHA-256(PCR0 ‖ PCR23)");
     Ok(())
 }
 
@@ -239,11 +202,8 @@ fn two_nonces_give_two_different_quotes() -> Result<()> {
     assert_eq!(parse_attest(&q2.attest)?.extra_data, n2);
 
     // One quote's signature does not verify over the other's bytes.
-    let swapped = TpmQuote {
-        attest: q1.attest.clone(),
-        signature: q2.signature.clone(),
-        pcr_values: q1.pcr_values.clone(),
-    };
+    let swapped =
+        TpmQuote { attest: q1.attest.clone(), signature: q2.signature.clone(), pcr_values: q1.pcr_values.clone() };
     assert!(verify(&ak, &swapped).is_err());
     Ok(())
 }
@@ -256,10 +216,7 @@ fn any_flipped_bit_in_attest_breaks_the_signature() -> Result<()> {
     for i in [0, 6, q.attest.len() / 2, q.attest.len() - 1] {
         let mut bad = q.clone();
         bad.attest[i] ^= 0x01;
-        assert!(
-            verify(&ak, &bad).is_err(),
-            "flip at byte {i} must not verify"
-        );
+        assert!(verify(&ak, &bad).is_err(), "flip at byte {i} must not verify");
     }
     Ok(())
 }
@@ -308,9 +265,7 @@ fn attester_trait_quotes_sha256_of_report_data() -> Result<()> {
     let attester: &dyn Attester = &tpm;
     let ev = attester.evidence(&report_data)?;
     assert_eq!(ev.tee(), Some(TeeKind::Tpm));
-    let Evidence::Tpm { ak, quote } = ev else {
-        bail!("not TPM evidence: {ev:?}")
-    };
+    let Evidence::Tpm { ak, quote } = ev else { bail!("not TPM evidence: {ev:?}") };
     verify(&ak, &quote)?;
     let parsed = parse_attest(&quote.attest)?;
     assert_eq!(parsed.extra_data, Sha256::digest(report_data).to_vec());
@@ -319,9 +274,7 @@ fn attester_trait_quotes_sha256_of_report_data() -> Result<()> {
     assert_eq!(parsed.pcr_digest, pcr_digest(&quote.pcr_values));
 
     // The AK made on first use is kept.
-    let Evidence::Tpm { ak: ak2, .. } = attester.evidence(&report_data)? else {
-        bail!("not TPM evidence")
-    };
+    let Evidence::Tpm { ak: ak2, .. } = attester.evidence(&report_data)? else { bail!("not TPM evidence") };
     assert_eq!(ak, ak2);
     Ok(())
 }
@@ -329,15 +282,10 @@ fn attester_trait_quotes_sha256_of_report_data() -> Result<()> {
 #[test]
 fn default_evidence_quotes_boot_pcrs_and_pcr23() -> Result<()> {
     let (_sw, tpm) = open()?;
-    let Evidence::Tpm { ak, quote } = tpm.evidence(&[7u8; 64])? else {
-        bail!("not TPM evidence")
-    };
+    let Evidence::Tpm { ak, quote } = tpm.evidence(&[7u8; 64])? else { bail!("not TPM evidence") };
     verify(&ak, &quote)?;
     let parsed = parse_attest(&quote.attest)?;
-    assert_eq!(
-        parsed.selection,
-        vec![(TPM_ALG_SHA256, tpm::DEFAULT_QUOTE_PCRS.to_vec())]
-    );
+    assert_eq!(parsed.selection, vec![(TPM_ALG_SHA256, tpm::DEFAULT_QUOTE_PCRS.to_vec())]);
     assert_eq!(parsed.pcr_digest, pcr_digest(&quote.pcr_values));
     Ok(())
 }
@@ -346,25 +294,10 @@ fn default_evidence_quotes_boot_pcrs_and_pcr23() -> Result<()> {
 fn bad_arguments_are_refused_before_the_tpm() -> Result<()> {
     let (_sw, mut tpm) = open()?;
     assert!(matches!(tpm.quote(&nonce(), &[23]), Err(AttestError::NoAk)));
-    assert!(matches!(
-        tpm.extend(24, &[0; 32]),
-        Err(AttestError::InvalidArgument {
-            what: "PCR index",
-            ..
-        })
-    ));
-    assert!(matches!(
-        tpm.read_pcrs(&[0, 99]),
-        Err(AttestError::InvalidArgument { .. })
-    ));
+    assert!(matches!(tpm.extend(24, &[0; 32]), Err(AttestError::InvalidArgument { what: "PCR index", .. })));
+    assert!(matches!(tpm.read_pcrs(&[0, 99]), Err(AttestError::InvalidArgument { .. })));
     tpm.create_ak()?;
-    assert!(matches!(
-        tpm.quote(&[0u8; 65], &[23]),
-        Err(AttestError::InvalidArgument {
-            what: "qualifying data",
-            ..
-        })
-    ));
+    assert!(matches!(tpm.quote(&[0u8; 65], &[23]), Err(AttestError::InvalidArgument { what: "qualifying data", .. })));
     Ok(())
 }
 
@@ -386,31 +319,15 @@ fn many_attesters_on_one_tpm_do_not_exhaust_object_slots() -> Result<()> {
 fn missing_swtpm_binary_fails_loudly() {
     let err = Swtpm::start_with(Path::new("/nonexistent/veil/swtpm")).unwrap_err();
     let msg = err.to_string();
-    assert!(
-        msg.contains("/nonexistent/veil/swtpm") && msg.contains("swtpm"),
-        "{msg}"
-    );
+    assert!(msg.contains("/nonexistent/veil/swtpm") && msg.contains("swtpm"), "{msg}");
 }
 
 #[test]
 fn unreachable_tcti_is_a_typed_error() {
     // A port nothing listens on: bind one and drop it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let err = TpmAttester::open(&format!("swtpm:host=127.0.0.1,port={port}")).unwrap_err();
     assert!(matches!(err, AttestError::Tpm { .. }), "{err}");
     let err = TpmAttester::open("nonsense").unwrap_err();
-    assert!(
-        matches!(
-            err,
-            AttestError::Tpm {
-                op: "TCTI configuration",
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, AttestError::Tpm { op: "TCTI configuration", .. }), "{err}");
 }

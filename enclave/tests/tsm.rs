@@ -29,12 +29,7 @@ struct Behaviour {
 
 impl Behaviour {
     fn snp() -> Self {
-        Self {
-            provider: "sev_guest".into(),
-            auxblob: Some(b"CERT-TABLE".to_vec()),
-            races: 0,
-            silent: false,
-        }
+        Self { provider: "sev_guest".into(), auxblob: Some(b"CERT-TABLE".to_vec()), races: 0, silent: false }
     }
 }
 
@@ -60,12 +55,7 @@ impl FakeTsm {
         let seen = Arc::new(Mutex::new(Seen::default()));
         let (r, s, sn) = (root.path().to_path_buf(), stop.clone(), seen.clone());
         let thread = std::thread::spawn(move || watch(&r, b, &s, &sn));
-        Self {
-            root,
-            stop,
-            seen,
-            thread: Some(thread),
-        }
+        Self { root, stop, seen, thread: Some(thread) }
     }
 
     fn path(&self) -> &Path {
@@ -81,10 +71,7 @@ impl FakeTsm {
     }
 
     fn entries(&self) -> Vec<PathBuf> {
-        fs::read_dir(self.path())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect()
+        fs::read_dir(self.path()).unwrap().map(|e| e.unwrap().path()).collect()
     }
 }
 
@@ -112,10 +99,7 @@ fn watch(root: &Path, b: Behaviour, stop: &AtomicBool, seen: &Mutex<Seen>) {
             let done = answered.entry(dir.clone()).or_insert_with(|| {
                 let _ = fs::write(dir.join("generation"), b"0\n");
                 let _ = fs::write(dir.join("provider"), format!("{}\n", b.provider));
-                seen.lock()
-                    .unwrap()
-                    .dirs
-                    .push(entry.file_name().to_string_lossy().into_owned());
+                seen.lock().unwrap().dirs.push(entry.file_name().to_string_lossy().into_owned());
                 false
             });
             if *done || b.silent {
@@ -178,11 +162,7 @@ fn assert_cleaned(fake: &FakeTsm) {
     while !fake.entries().is_empty() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(5));
     }
-    assert!(
-        fake.entries().is_empty(),
-        "left behind: {:?}",
-        fake.entries()
-    );
+    assert!(fake.entries().is_empty(), "left behind: {:?}", fake.entries());
 }
 
 #[test]
@@ -200,11 +180,7 @@ fn snp_round_trip() -> Result<()> {
             generation: 1,
         }
     );
-    assert_eq!(
-        fake.requests(),
-        vec![rd.to_vec()],
-        "inblob is exactly the 64 bytes"
-    );
+    assert_eq!(fake.requests(), vec![rd.to_vec()], "inblob is exactly the 64 bytes");
     assert_cleaned(&fake);
     Ok(())
 }
@@ -218,9 +194,7 @@ fn attester_trait_gives_tsm_evidence_and_tee() -> Result<()> {
     let attester: &dyn Attester = &tsm;
     let ev = attester.evidence(&report_data(1))?;
     assert_eq!(ev.tee(), Some(TeeKind::Snp));
-    let Evidence::Tsm(r) = ev else {
-        bail!("not TSM evidence")
-    };
+    let Evidence::Tsm(r) = ev else { bail!("not TSM evidence") };
     assert_eq!(r.outblob, expected_outblob(0xff, &report_data(1)));
     assert_cleaned(&fake);
     Ok(())
@@ -228,11 +202,7 @@ fn attester_trait_gives_tsm_evidence_and_tee() -> Result<()> {
 
 #[test]
 fn tdx_without_auxblob() -> Result<()> {
-    let fake = FakeTsm::start(Behaviour {
-        provider: "tdx_guest".into(),
-        auxblob: None,
-        ..Behaviour::snp()
-    });
+    let fake = FakeTsm::start(Behaviour { provider: "tdx_guest".into(), auxblob: None, ..Behaviour::snp() });
     let tsm = TsmAttester::new(fake.path());
     let r = tsm.report(&report_data(2))?;
     assert_eq!(r.provider, "tdx_guest");
@@ -243,10 +213,7 @@ fn tdx_without_auxblob() -> Result<()> {
 
 #[test]
 fn empty_auxblob_is_none() -> Result<()> {
-    let fake = FakeTsm::start(Behaviour {
-        auxblob: Some(Vec::new()),
-        ..Behaviour::snp()
-    });
+    let fake = FakeTsm::start(Behaviour { auxblob: Some(Vec::new()), ..Behaviour::snp() });
     let r = TsmAttester::new(fake.path()).report(&report_data(3))?;
     assert_eq!(r.auxblob, None);
     Ok(())
@@ -262,10 +229,7 @@ fn privlevel_is_written_before_inblob() -> Result<()> {
     assert_eq!(r.outblob, expected_outblob(2, &rd));
     assert!(matches!(
         TsmAttester::new(fake.path()).with_privlevel(4),
-        Err(AttestError::InvalidArgument {
-            what: "privlevel",
-            ..
-        })
+        Err(AttestError::InvalidArgument { what: "privlevel", .. })
     ));
     Ok(())
 }
@@ -282,11 +246,7 @@ fn one_fresh_directory_per_request() -> Result<()> {
         .collect();
     for (i, h) in (0..4u8).zip(handles) {
         let r = h.join().unwrap()?;
-        assert_eq!(
-            r.outblob,
-            expected_outblob(0xff, &report_data(0x10 + i)),
-            "each caller gets its own answer"
-        );
+        assert_eq!(r.outblob, expected_outblob(0xff, &report_data(0x10 + i)), "each caller gets its own answer");
     }
     let dirs = fake.dirs();
     let mut unique = dirs.clone();
@@ -300,20 +260,13 @@ fn one_fresh_directory_per_request() -> Result<()> {
 
 #[test]
 fn generation_race_is_retried_in_a_fresh_directory() -> Result<()> {
-    let fake = FakeTsm::start(Behaviour {
-        races: 1,
-        ..Behaviour::snp()
-    });
+    let fake = FakeTsm::start(Behaviour { races: 1, ..Behaviour::snp() });
     let tsm = TsmAttester::new(fake.path());
     let rd = report_data(5);
     let r = tsm.report(&rd)?;
     assert_eq!(r.generation, 1);
     assert_eq!(r.outblob, expected_outblob(0xff, &rd));
-    assert_eq!(
-        fake.requests().len(),
-        2,
-        "first answer refused, second accepted"
-    );
+    assert_eq!(fake.requests().len(), 2, "first answer refused, second accepted");
     assert_eq!(fake.dirs().len(), 2, "the retry used a new directory");
     assert_cleaned(&fake);
     Ok(())
@@ -321,21 +274,10 @@ fn generation_race_is_retried_in_a_fresh_directory() -> Result<()> {
 
 #[test]
 fn persistent_generation_race_is_an_error() {
-    let fake = FakeTsm::start(Behaviour {
-        races: u32::MAX,
-        ..Behaviour::snp()
-    });
+    let fake = FakeTsm::start(Behaviour { races: u32::MAX, ..Behaviour::snp() });
     let tsm = TsmAttester::new(fake.path()).with_max_attempts(3);
     let err = tsm.report(&report_data(6)).unwrap_err();
-    let AttestError::GenerationRace {
-        path,
-        before,
-        after,
-        attempts,
-    } = &err
-    else {
-        panic!("{err}")
-    };
+    let AttestError::GenerationRace { path, before, after, attempts } = &err else { panic!("{err}") };
     assert_eq!((*before, *after, *attempts), (0, 2, 3));
     assert!(path.ends_with("generation"));
     assert!(err.to_string().contains("another writer raced"), "{err}");
@@ -345,46 +287,26 @@ fn persistent_generation_race_is_an_error() {
 
 #[test]
 fn no_answer_times_out_naming_outblob() {
-    let fake = FakeTsm::start(Behaviour {
-        silent: true,
-        ..Behaviour::snp()
-    });
+    let fake = FakeTsm::start(Behaviour { silent: true, ..Behaviour::snp() });
     let tsm = TsmAttester::new(fake.path()).with_poll_timeout(Duration::from_millis(150));
     let start = Instant::now();
     let err = tsm.report(&report_data(7)).unwrap_err();
     let waited = start.elapsed();
-    let AttestError::Timeout {
-        path,
-        waited: reported,
-    } = &err
-    else {
-        panic!("{err}")
-    };
+    let AttestError::Timeout { path, waited: reported } = &err else { panic!("{err}") };
     assert!(path.ends_with("outblob"), "{err}");
     assert!(*reported >= Duration::from_millis(150));
-    assert!(
-        waited >= Duration::from_millis(150) && waited < Duration::from_secs(5),
-        "{waited:?}"
-    );
+    assert!(waited >= Duration::from_millis(150) && waited < Duration::from_secs(5), "{waited:?}");
     assert!(err.to_string().contains("outblob"), "{err}");
     assert_cleaned(&fake);
 }
 
 #[test]
 fn unknown_provider_is_refused() {
-    let fake = FakeTsm::start(Behaviour {
-        provider: "arm_cca_guest".into(),
-        ..Behaviour::snp()
-    });
+    let fake = FakeTsm::start(Behaviour { provider: "arm_cca_guest".into(), ..Behaviour::snp() });
     let tsm = TsmAttester::new(fake.path());
     // The raw report is available; as evidence it is refused.
-    assert_eq!(
-        tsm.report(&report_data(8)).unwrap().provider,
-        "arm_cca_guest"
-    );
-    assert!(
-        matches!(tsm.evidence(&report_data(8)), Err(AttestError::UnknownProvider(p)) if p == "arm_cca_guest")
-    );
+    assert_eq!(tsm.report(&report_data(8)).unwrap().provider, "arm_cca_guest");
+    assert!(matches!(tsm.evidence(&report_data(8)), Err(AttestError::UnknownProvider(p)) if p == "arm_cca_guest"));
     assert!(matches!(tsm.tee(), Err(AttestError::UnknownProvider(_))));
 }
 
@@ -393,17 +315,12 @@ fn missing_root_names_the_path_and_os_error() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("no-such-tsm");
     let err = TsmAttester::new(&root).report(&report_data(9)).unwrap_err();
-    let AttestError::Io { op, path, source } = &err else {
-        panic!("{err}")
-    };
+    let AttestError::Io { op, path, source } = &err else { panic!("{err}") };
     assert_eq!(*op, "mkdir");
     assert!(path.starts_with(&root));
     assert_eq!(source.kind(), std::io::ErrorKind::NotFound);
     let msg = err.to_string();
-    assert!(
-        msg.contains("no-such-tsm") && msg.contains("os error 2"),
-        "{msg}"
-    );
+    assert!(msg.contains("no-such-tsm") && msg.contains("os error 2"), "{msg}");
 }
 
 #[test]
@@ -422,13 +339,8 @@ fn malformed_generation_is_a_typed_error() {
             std::thread::sleep(Duration::from_millis(1));
         }
     });
-    let err = TsmAttester::new(root.path())
-        .report(&report_data(10))
-        .unwrap_err();
+    let err = TsmAttester::new(root.path()).report(&report_data(10)).unwrap_err();
     stop.store(true, Ordering::Relaxed);
     t.join().unwrap();
-    assert!(
-        matches!(&err, AttestError::Malformed { path, .. } if path.ends_with("generation")),
-        "{err}"
-    );
+    assert!(matches!(&err, AttestError::Malformed { path, .. } if path.ends_with("generation")), "{err}");
 }

@@ -124,10 +124,19 @@ fn tpm_through_swtpm_with_runtime_log() {
 fn simulated_tpm_quote_needs_the_opt_in() {
     let pcrs: BTreeMap<u32, [u8; 32]> = (0..8).map(|i| (i, [i as u8; 32])).collect();
     let q = veil_sim::tpm::quote(b"nonce", &pcrs).unwrap();
-    let ev = tpm::TpmEvidence { attest: &q.attest, signature: &q.signature, ak: &q.ak_pem, ak_chain: None, pcrs: None, event_log: None };
+    let ev = tpm::TpmEvidence {
+        attest: &q.attest,
+        signature: &q.signature,
+        ak: &q.ak_pem,
+        ak_chain: None,
+        pcrs: None,
+        event_log: None,
+    };
     let now = OffsetDateTime::now_utc();
     let e = tpm::TpmVerifier.verify(&ev, &Options::at(now)).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Simulated, "{e}");
-    let ok = tpm::TpmVerifier.verify(&ev, &Options::at(now).with_nonce(b"nonce".to_vec()).danger_trust_simulator(true)).unwrap();
+    let ok = tpm::TpmVerifier
+        .verify(&ev, &Options::at(now).with_nonce(b"nonce".to_vec()).danger_trust_simulator(true))
+        .unwrap();
     assert!(ok.simulated());
 }

@@ -144,10 +144,7 @@ fn classify(cert: &X509Certificate<'_>, simulated: bool) -> Option<(Role, Produc
 fn anchor<'a>(der: &'a [u8], simulated: Option<&'static str>, what: &str) -> Result<Anchor<'a>> {
     let cert = x509::parse_der(der, what)?;
     let Some((role, product)) = classify(&cert, simulated.is_some()) else {
-        return Err(Error::chain(format!(
-            "{what} ({}) is not an AMD ARK, ASK or ASVK",
-            describe(&cert)
-        )));
+        return Err(Error::chain(format!("{what} ({}) is not an AMD ARK, ASK or ASVK", describe(&cert))));
     };
     Ok(Anchor { cert, role, product, simulated })
 }
@@ -377,7 +374,10 @@ fn hwid(value: &[u8]) -> Result<Vec<u8>> {
     let len = r.u8(FIELD)?;
     if tag != 0x04 || !(len == 64 || len == 8) {
         return Err(r
-            .error(FIELD, format!("expected 64 (or 8) raw bytes or an OCTET STRING of them, found {} bytes", value.len()))
+            .error(
+                FIELD,
+                format!("expected 64 (or 8) raw bytes or an OCTET STRING of them, found {} bytes", value.len()),
+            )
             .into());
     }
     let v = r.take(usize::from(len), FIELD)?;
@@ -484,9 +484,8 @@ pub(crate) fn vek_extensions(cert: &X509Certificate<'_>) -> Result<VekExtensions
         }
         seen.push(oid);
     }
-    let need = |v: Option<u8>, name: &str| {
-        v.ok_or_else(|| Error::chain(format!("VCEK/VLEK: missing the {name} extension")))
-    };
+    let need =
+        |v: Option<u8>, name: &str| v.ok_or_else(|| Error::chain(format!("VCEK/VLEK: missing the {name} extension")));
     Ok(VekExtensions {
         product_name,
         bl_spl: need(bl, "blSPL")?,
@@ -593,7 +592,9 @@ pub(crate) fn verify_chain(
     let ark = candidates
         .iter()
         .filter(|a| {
-            a.role == Role::Ark && a.product == inter.product && a.cert.subject().as_raw() == inter.cert.issuer().as_raw()
+            a.role == Role::Ark
+                && a.product == inter.product
+                && a.cert.subject().as_raw() == inter.cert.issuer().as_raw()
         })
         .find(|a| x509::verify_cert_signature(&inter.cert, a.cert.public_key(), inter_name).is_ok())
         .ok_or_else(|| {
@@ -613,7 +614,9 @@ pub(crate) fn verify_chain(
     let alg = spki.algorithm.algorithm.to_id_string();
     let curve = spki.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok()).map(|o| o.to_id_string());
     if alg != x509::oid::EC_PUBLIC_KEY || curve.as_deref() != Some(x509::oid::P384) {
-        return Err(Error::chain(format!("{leaf_name}: public key is not EC P-384 (algorithm {alg}, curve {curve:?})")));
+        return Err(Error::chain(format!(
+            "{leaf_name}: public key is not EC P-384 (algorithm {alg}, curve {curve:?})"
+        )));
     }
     let public_key = x509::spki_key_bytes(spki).to_vec();
 
@@ -664,10 +667,8 @@ mod tests {
         assert!(all.len() >= 9);
         for a in all.iter().filter(|a| a.simulated.is_none()) {
             // Every ASK/ASVK is signed by the ARK of its product, every ARK by itself.
-            let ark = all
-                .iter()
-                .find(|r| r.role == Role::Ark && r.product == a.product && r.simulated.is_none())
-                .unwrap();
+            let ark =
+                all.iter().find(|r| r.role == Role::Ark && r.product == a.product && r.simulated.is_none()).unwrap();
             x509::verify_cert_signature(&a.cert, ark.cert.public_key(), "embedded").unwrap();
         }
         let count = |role| all.iter().filter(|a| a.role == role && a.simulated.is_none()).count();

@@ -155,7 +155,12 @@ fn build(j: &JReport) -> Result<AttestationReport, ParseError> {
         current_tcb: tcb(&j.current_tcb, layout),
         platform_info: j.plat_info,
         // Only `raw` is encoded; the decoded parts are recomputed when parsing back.
-        key_info: KeyInfo { raw: j.key_info, author_key_en: false, mask_chip_key: false, signing_key: SigningKey::None },
+        key_info: KeyInfo {
+            raw: j.key_info,
+            author_key_en: false,
+            mask_chip_key: false,
+            signing_key: SigningKey::None,
+        },
         report_data: arr(&j.report_data, "report_data")?,
         measurement: arr(&j.measurement, "measurement")?,
         host_data: arr(&j.host_data, "host_data")?,
@@ -267,12 +272,8 @@ pub fn report_from_trustee_json(json: &[u8]) -> Result<Vec<u8>> {
         }
     }
     if &back != obj {
-        let field = REQUIRED
-            .iter()
-            .chain(OPTIONAL)
-            .find(|k| back.get(**k) != obj.get(**k))
-            .copied()
-            .unwrap_or("(unknown)");
+        let field =
+            REQUIRED.iter().chain(OPTIONAL).find(|k| back.get(**k) != obj.get(**k)).copied().unwrap_or("(unknown)");
         return Err(err(
             "attestation_report",
             format!("field {field:?} does not survive the round trip through the binary report"),

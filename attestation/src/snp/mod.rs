@@ -30,8 +30,8 @@ use sha2::{Digest, Sha256};
 pub use certs::{Product, VekExtensions};
 pub use claims::{PlatformInfoClaims, PolicyClaims, SnpCertClaims, SnpClaims, TcbClaims};
 pub use report::{
-    AttestationReport, Cpuid, FwVersion, KeyInfo, REPORT_SIZE, SIGNED_LEN, SigningKey, TcbLayout, TcbParts,
-    TcbVersion, parse_report,
+    AttestationReport, Cpuid, FwVersion, KeyInfo, REPORT_SIZE, SIGNED_LEN, SigningKey, TcbLayout, TcbParts, TcbVersion,
+    parse_report,
 };
 
 use certs::VerifiedChain;
@@ -130,7 +130,13 @@ impl SnpVerifier {
     /// Verify a VCEK (`is_vlek == false`) or VLEK certificate and its chain to an
     /// AMD root without a report (e.g. a Turin VCEK, for which no report exists in
     /// the vectors). Validity is checked at `opts.at`.
-    pub fn verify_chain_only(&self, cert: &[u8], is_vlek: bool, chain: &[u8], opts: &Options) -> Result<VerifiedEvidence> {
+    pub fn verify_chain_only(
+        &self,
+        cert: &[u8],
+        is_vlek: bool,
+        chain: &[u8],
+        opts: &Options,
+    ) -> Result<VerifiedEvidence> {
         let kind = if is_vlek { SigningKey::Vlek } else { SigningKey::Vcek };
         let vc = self.chain(cert, kind, Some(chain), opts)?;
         vc.check_use(opts.at, opts.trusts_simulator())?;
@@ -174,7 +180,9 @@ impl Verifier for SnpVerifier {
         };
         match report.key_info.signing_key {
             SigningKey::None => {
-                return Err(Error::Signature { what: "SNP report (key_info.signing_key = none: the report is unsigned)" });
+                return Err(Error::Signature {
+                    what: "SNP report (key_info.signing_key = none: the report is unsigned)",
+                });
             }
             k if k != kind => {
                 return Err(Error::Binding(format!(

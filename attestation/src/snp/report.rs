@@ -32,45 +32,45 @@ const STRUCTURE: &str = "SNP attestation report";
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]
 pub(crate) struct RawReport {
-    pub(crate) version: U32,                 // 0x000
-    pub(crate) guest_svn: U32,               // 0x004
-    pub(crate) policy: U64,                  // 0x008
-    pub(crate) family_id: [u8; 16],          // 0x010
-    pub(crate) image_id: [u8; 16],           // 0x020
-    pub(crate) vmpl: U32,                    // 0x030
-    pub(crate) signature_algo: U32,          // 0x034
-    pub(crate) current_tcb: U64,             // 0x038
-    pub(crate) platform_info: U64,           // 0x040
-    pub(crate) key_info: U32,                // 0x048
-    pub(crate) reserved_04c: [u8; 4],        // 0x04C
-    pub(crate) report_data: [u8; 64],        // 0x050
-    pub(crate) measurement: [u8; 48],        // 0x090
-    pub(crate) host_data: [u8; 32],          // 0x0C0
-    pub(crate) id_key_digest: [u8; 48],      // 0x0E0
-    pub(crate) author_key_digest: [u8; 48],  // 0x110
-    pub(crate) report_id: [u8; 32],          // 0x140
-    pub(crate) report_id_ma: [u8; 32],       // 0x160
-    pub(crate) reported_tcb: U64,            // 0x180
-    pub(crate) cpuid_fam_id: u8,             // 0x188 (v3+; reserved in v2)
-    pub(crate) cpuid_mod_id: u8,             // 0x189 (v3+)
-    pub(crate) cpuid_step: u8,               // 0x18A (v3+)
-    pub(crate) reserved_18b: [u8; 21],       // 0x18B
-    pub(crate) chip_id: [u8; 64],            // 0x1A0
-    pub(crate) committed_tcb: U64,           // 0x1E0
-    pub(crate) current_build: u8,            // 0x1E8
-    pub(crate) current_minor: u8,            // 0x1E9
-    pub(crate) current_major: u8,            // 0x1EA
-    pub(crate) reserved_1eb: u8,             // 0x1EB
-    pub(crate) committed_build: u8,          // 0x1EC
-    pub(crate) committed_minor: u8,          // 0x1ED
-    pub(crate) committed_major: u8,          // 0x1EE
-    pub(crate) reserved_1ef: u8,             // 0x1EF
-    pub(crate) launch_tcb: U64,              // 0x1F0
-    pub(crate) launch_mit_vector: U64,       // 0x1F8 (v5; reserved before)
-    pub(crate) current_mit_vector: U64,      // 0x200 (v5; reserved before)
-    pub(crate) reserved_208: [u8; 152],      // 0x208
-    pub(crate) signature_r: [u8; 72],        // 0x2A0
-    pub(crate) signature_s: [u8; 72],        // 0x2E8
+    pub(crate) version: U32,                  // 0x000
+    pub(crate) guest_svn: U32,                // 0x004
+    pub(crate) policy: U64,                   // 0x008
+    pub(crate) family_id: [u8; 16],           // 0x010
+    pub(crate) image_id: [u8; 16],            // 0x020
+    pub(crate) vmpl: U32,                     // 0x030
+    pub(crate) signature_algo: U32,           // 0x034
+    pub(crate) current_tcb: U64,              // 0x038
+    pub(crate) platform_info: U64,            // 0x040
+    pub(crate) key_info: U32,                 // 0x048
+    pub(crate) reserved_04c: [u8; 4],         // 0x04C
+    pub(crate) report_data: [u8; 64],         // 0x050
+    pub(crate) measurement: [u8; 48],         // 0x090
+    pub(crate) host_data: [u8; 32],           // 0x0C0
+    pub(crate) id_key_digest: [u8; 48],       // 0x0E0
+    pub(crate) author_key_digest: [u8; 48],   // 0x110
+    pub(crate) report_id: [u8; 32],           // 0x140
+    pub(crate) report_id_ma: [u8; 32],        // 0x160
+    pub(crate) reported_tcb: U64,             // 0x180
+    pub(crate) cpuid_fam_id: u8,              // 0x188 (v3+; reserved in v2)
+    pub(crate) cpuid_mod_id: u8,              // 0x189 (v3+)
+    pub(crate) cpuid_step: u8,                // 0x18A (v3+)
+    pub(crate) reserved_18b: [u8; 21],        // 0x18B
+    pub(crate) chip_id: [u8; 64],             // 0x1A0
+    pub(crate) committed_tcb: U64,            // 0x1E0
+    pub(crate) current_build: u8,             // 0x1E8
+    pub(crate) current_minor: u8,             // 0x1E9
+    pub(crate) current_major: u8,             // 0x1EA
+    pub(crate) reserved_1eb: u8,              // 0x1EB
+    pub(crate) committed_build: u8,           // 0x1EC
+    pub(crate) committed_minor: u8,           // 0x1ED
+    pub(crate) committed_major: u8,           // 0x1EE
+    pub(crate) reserved_1ef: u8,              // 0x1EF
+    pub(crate) launch_tcb: U64,               // 0x1F0
+    pub(crate) launch_mit_vector: U64,        // 0x1F8 (v5; reserved before)
+    pub(crate) current_mit_vector: U64,       // 0x200 (v5; reserved before)
+    pub(crate) reserved_208: [u8; 152],       // 0x208
+    pub(crate) signature_r: [u8; 72],         // 0x2A0
+    pub(crate) signature_s: [u8; 72],         // 0x2E8
     pub(crate) signature_reserved: [u8; 368], // 0x330
 }
 
@@ -333,10 +333,9 @@ pub fn parse_report(bytes: &[u8]) -> Result<AttestationReport> {
 pub(crate) fn raw_report(bytes: &[u8]) -> Result<RawReport, ParseError> {
     match RawReport::read_from_prefix(bytes) {
         Ok((raw, _rest)) => Ok(raw),
-        Err(_) => Err(err(
-            "length",
-            format!("truncated: an attestation report is {REPORT_SIZE} bytes, got {}", bytes.len()),
-        )),
+        Err(_) => {
+            Err(err("length", format!("truncated: an attestation report is {REPORT_SIZE} bytes, got {}", bytes.len())))
+        }
     }
 }
 
@@ -413,11 +412,7 @@ fn parse_report_inner(bytes: &[u8]) -> Result<AttestationReport, ParseError> {
         chip_id: r.chip_id,
         committed_tcb: TcbVersion(r.committed_tcb.get()),
         current_version: FwVersion { major: r.current_major, minor: r.current_minor, build: r.current_build },
-        committed_version: FwVersion {
-            major: r.committed_major,
-            minor: r.committed_minor,
-            build: r.committed_build,
-        },
+        committed_version: FwVersion { major: r.committed_major, minor: r.committed_minor, build: r.committed_build },
         launch_tcb: TcbVersion(r.launch_tcb.get()),
         launch_mit_vector,
         current_mit_vector,

@@ -13,11 +13,8 @@ const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors
 /// A file of a case: a name without "/" is inside the case's dir, else relative to
 /// the vectors folder (cases.toml convention).
 fn file(dir: &str, name: &str) -> Vec<u8> {
-    let p: PathBuf = if name.contains('/') {
-        [VECTORS, name].iter().collect()
-    } else {
-        [VECTORS, dir, name].iter().collect()
-    };
+    let p: PathBuf =
+        if name.contains('/') { [VECTORS, name].iter().collect() } else { [VECTORS, dir, name].iter().collect() };
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
@@ -435,7 +432,12 @@ fn turin_chain_only_claims() {
     let v = SnpVerifier::new();
     let dir = "sev-snp/virtee-turin-vcek-chain";
     let ev = v
-        .verify_chain_only(&file(dir, "vcek.der"), false, &file(dir, "cert_chain.pem"), &Options::at(at("2025-06-01T00:00:00Z")))
+        .verify_chain_only(
+            &file(dir, "vcek.der"),
+            false,
+            &file(dir, "cert_chain.pem"),
+            &Options::at(at("2025-06-01T00:00:00Z")),
+        )
         .unwrap();
     let Claims::SnpCertChain(c) = ev.claims() else { panic!("{:?}", ev.claims()) };
     assert_eq!(c.product, Product::Turin);
@@ -445,12 +447,22 @@ fn turin_chain_only_claims() {
     assert!(!ev.not_evaluated_items().is_empty());
     // A Turin VCEK claiming to be a VLEK has no ASVK issuer.
     let e = v
-        .verify_chain_only(&file(dir, "vcek.der"), true, &file(dir, "cert_chain.pem"), &Options::at(at("2025-06-01T00:00:00Z")))
+        .verify_chain_only(
+            &file(dir, "vcek.der"),
+            true,
+            &file(dir, "cert_chain.pem"),
+            &Options::at(at("2025-06-01T00:00:00Z")),
+        )
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Chain, "{e}");
     // Expired at 2032.
     let e = v
-        .verify_chain_only(&file(dir, "vcek.der"), false, &file(dir, "cert_chain.pem"), &Options::at(at("2032-01-01T00:00:00Z")))
+        .verify_chain_only(
+            &file(dir, "vcek.der"),
+            false,
+            &file(dir, "cert_chain.pem"),
+            &Options::at(at("2032-01-01T00:00:00Z")),
+        )
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Expired, "{e}");
 }
@@ -473,12 +485,7 @@ fn accepted() -> Vec<(Case, Loaded)> {
 }
 
 fn evidence<'a>(c: &Case, l: &'a Loaded, report: &'a [u8], cert: &'a [u8]) -> SnpEvidence<'a> {
-    SnpEvidence {
-        report,
-        vcek: (!c.is_vlek).then_some(cert),
-        vlek: c.is_vlek.then_some(cert),
-        chain: Some(&l.chain),
-    }
+    SnpEvidence { report, vcek: (!c.is_vlek).then_some(cert), vlek: c.is_vlek.then_some(cert), chain: Some(&l.chain) }
 }
 
 /// One bit flipped in every byte of every accepted report (signed region,
@@ -762,34 +769,52 @@ fn trustee_json_mutations() {
     assert_eq!(v.verify(&ev, &opts).unwrap_err().kind(), ErrorKind::Signature);
 
     let refused: Vec<(&str, Vec<u8>)> = vec![
-        ("unknown field", with(&json, |o| {
-            o.insert("extra".into(), 1.into());
-        })),
-        ("missing field", with(&json, |o| {
-            o.remove("host_data");
-        })),
-        ("missing cpuid", with(&json, |o| {
-            o.remove("cpuid_step");
-        })),
-        ("short array", with(&json, |o| {
-            o["measurement"].as_array_mut().unwrap().pop();
-        })),
+        (
+            "unknown field",
+            with(&json, |o| {
+                o.insert("extra".into(), 1.into());
+            }),
+        ),
+        (
+            "missing field",
+            with(&json, |o| {
+                o.remove("host_data");
+            }),
+        ),
+        (
+            "missing cpuid",
+            with(&json, |o| {
+                o.remove("cpuid_step");
+            }),
+        ),
+        (
+            "short array",
+            with(&json, |o| {
+                o["measurement"].as_array_mut().unwrap().pop();
+            }),
+        ),
         ("byte out of range", with(&json, |o| o["report_data"][0] = 256.into())),
         ("float", with(&json, |o| o["policy"] = serde_json::json!(196608.0))),
         ("string number", with(&json, |o| o["vmpl"] = "0".into())),
-        ("fmc on a Genoa", with(&json, |o| {
-            for k in ["current_tcb", "reported_tcb", "committed_tcb", "launch_tcb"] {
-                o[k]["fmc"] = 0.into();
-            }
-        })),
+        (
+            "fmc on a Genoa",
+            with(&json, |o| {
+                for k in ["current_tcb", "reported_tcb", "committed_tcb", "launch_tcb"] {
+                    o[k]["fmc"] = 0.into();
+                }
+            }),
+        ),
         ("fmc in one TCB", with(&json, |o| o["launch_tcb"]["fmc"] = 0.into())),
         ("signature high bytes", with(&json, |o| o["signature"]["r"][60] = 1.into())),
         ("unknown signature field", with(&json, |o| o["signature"]["x"] = 1.into())),
         ("version 4", with(&json, |o| o["version"] = 4.into())),
         ("reserved key_info bits", with(&json, |o| o["key_info"] = 0x100.into())),
-        ("mit vector on v3", with(&json, |o| {
-            o.insert("launch_mit_vector".into(), 1.into());
-        })),
+        (
+            "mit vector on v3",
+            with(&json, |o| {
+                o.insert("launch_mit_vector".into(), 1.into());
+            }),
+        ),
         ("cpuid on v2", with(&json, |o| o["version"] = 2.into())),
     ];
     for (what, j) in refused {
@@ -825,7 +850,6 @@ fn fuzz_entry_does_not_panic_on_seeds() {
     }
 }
 
-
 // ---------------------------------------------------------------- simulated roots
 
 /// A verifier whose "simulated" certificates are the real Milan ARK and ASK, and
@@ -860,7 +884,8 @@ fn simulated_roots_need_the_danger_option() {
         assert_eq!(e.kind(), ErrorKind::Simulated, "{e}");
     }
     // The production verifier never marks real evidence as simulated.
-    let ev = SnpVerifier::new().verify(&evidence(&c, &l, report, &l.cert), &l.opts.clone().danger_trust_simulator(true));
+    let ev =
+        SnpVerifier::new().verify(&evidence(&c, &l, report, &l.cert), &l.opts.clone().danger_trust_simulator(true));
     assert!(!ev.unwrap().simulated());
 }
 

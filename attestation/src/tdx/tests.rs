@@ -893,7 +893,6 @@ fn revoked_certificates_are_refused() {
     assert!(matches!(&e, Error::Expired { what, .. } if what == "PCK CRL"), "{e}");
 }
 
-
 /// The TD quotes inside the Azure TDX vTPM vectors (verified by the Azure verifier
 /// through this one) verify signature-only and report their trailing bytes.
 #[test]

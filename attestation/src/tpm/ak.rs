@@ -11,7 +11,7 @@ use x509_parser::prelude::FromDer;
 use x509_parser::public_key::PublicKey;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
-use super::structures::{tpm2b, HashAlg, SigScheme, Signature, SignatureValue};
+use super::structures::{HashAlg, SigScheme, Signature, SignatureValue, tpm2b};
 use crate::error::{Error, ParseError, Result};
 use crate::reader::Reader;
 use crate::x509::oid;
@@ -97,7 +97,9 @@ impl AkPublic {
         let spki = match SubjectPublicKeyInfo::from_der(der) {
             Ok(([], spki)) => spki,
             Ok((rest, _)) => {
-                return Err(ParseError::new(AK, "SubjectPublicKeyInfo", format!("{} trailing bytes", rest.len())).into())
+                return Err(
+                    ParseError::new(AK, "SubjectPublicKeyInfo", format!("{} trailing bytes", rest.len())).into()
+                );
             }
             Err(e) => return Err(ParseError::new(AK, "SubjectPublicKeyInfo", format!("not DER: {e}")).into()),
         };
@@ -341,7 +343,7 @@ impl AkPublic {
                         _ => {
                             return Err(Error::Signature {
                                 what: "TPM quote signature: unsupported ECDSA curve/hash pair",
-                            })
+                            });
                         }
                     };
                 UnparsedPublicKey::new(alg, point).verify(msg, &sig_bytes).map_err(|_| Error::Signature { what: WHAT })

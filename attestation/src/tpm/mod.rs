@@ -40,8 +40,8 @@ pub use ak::{AkPublic, Curve};
 pub use chain::AkCertChain;
 pub use pcrs::PcrValues;
 pub use structures::{
-    parse_attest, parse_signature, Attest, ClockInfo, HashAlg, PcrSelection, SigScheme, Signature, SignatureValue,
-    MAX_PCRS, TPM_GENERATED_VALUE, TPM_ST_ATTEST_QUOTE,
+    Attest, ClockInfo, HashAlg, MAX_PCRS, PcrSelection, SigScheme, Signature, SignatureValue, TPM_GENERATED_VALUE,
+    TPM_ST_ATTEST_QUOTE, parse_attest, parse_signature,
 };
 
 use crate::error::{Error, Result};
@@ -227,7 +227,7 @@ impl Verifier for TpmVerifier {
             (Some(_), None) => {
                 return Err(Error::EventLog(
                     "an event log can only be checked against the quoted PCR values, and none were supplied".into(),
-                ))
+                ));
             }
             (None, _) => not_evaluated.push("event log: not supplied".into()),
         }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::structures::{Attest, HashAlg, PcrSelection, MAX_PCRS};
+use super::structures::{Attest, HashAlg, MAX_PCRS, PcrSelection};
 use crate::error::{Error, ParseError, Result};
 
 const PCRS: &str = "PCR values";

@@ -112,13 +112,14 @@ impl Case {
     /// Read the file for `role`, applying the case's mutation if it targets it.
     pub fn read(&self, base: &Path, role: &str) -> anyhow::Result<Option<Vec<u8>>> {
         let Some(path) = self.path(base, role) else { return Ok(None) };
-        let mut bytes = std::fs::read(&path).with_context(|| format!("case {}: reading {role} {}", self.name, path.display()))?;
+        let mut bytes =
+            std::fs::read(&path).with_context(|| format!("case {}: reading {role} {}", self.name, path.display()))?;
         if let Some(m) = &self.mutate {
             if m.role == role {
                 let len = bytes.len();
-                let b = bytes
-                    .get_mut(m.offset)
-                    .with_context(|| format!("case {}: mutation offset {} beyond {role} ({len} bytes)", self.name, m.offset))?;
+                let b = bytes.get_mut(m.offset).with_context(|| {
+                    format!("case {}: mutation offset {} beyond {role} ({len} bytes)", self.name, m.offset)
+                })?;
                 *b ^= m.xor;
             }
         }

@@ -30,7 +30,7 @@ enum Command {
 enum Attest {
     /// Verify evidence offline: signatures, chains to the embedded vendor roots,
     /// collateral, bindings; then, with --policy, appraise the claims.
-    Verify(VerifyCmd),
+    Verify(Box<VerifyCmd>),
     /// Produce evidence from the software TEE simulator (simulated roots).
     Simulate(SimulateCmd),
 }
@@ -188,7 +188,7 @@ fn main() -> ExitCode {
 
 fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Attest(Attest::Verify(cmd)) => verify(cmd),
+        Command::Attest(Attest::Verify(cmd)) => verify(*cmd),
         Command::Attest(Attest::Simulate(cmd)) => simulate(cmd),
     }
 }
@@ -204,7 +204,9 @@ fn verify(cmd: VerifyCmd) -> anyhow::Result<ExitCode> {
         }
         return verify_cases(case_path, cmd.name.as_deref(), cmd.danger_trust_simulator, cmd.json);
     }
-    let Some(kind) = cmd.kind else { bail!("give an evidence kind (snp, tdx, tpm, az-snp-vtpm, az-tdx-vtpm) or --case FILE") };
+    let Some(kind) = cmd.kind else {
+        bail!("give an evidence kind (snp, tdx, tpm, az-snp-vtpm, az-tdx-vtpm) or --case FILE")
+    };
     let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let mut add = |role: &str, p: &Option<PathBuf>| -> anyhow::Result<()> {
         if let Some(p) = p {
@@ -292,7 +294,9 @@ fn report_one(
         if let Some(a) = appraisal {
             v["policy"] = match a {
                 Ok(()) => serde_json::json!({ "passed": true }),
-                Err(e) => serde_json::json!({ "passed": false, "error": { "kind": e.kind(), "message": e.to_string() } }),
+                Err(e) => {
+                    serde_json::json!({ "passed": false, "error": { "kind": e.kind(), "message": e.to_string() } })
+                }
             };
         }
         v["checked"] = serde_json::json!({
@@ -306,7 +310,11 @@ fn report_one(
                 println!(
                     "{}: VERIFIED{}",
                     inputs.kind,
-                    if v.simulated() { " — SIMULATED evidence (simulator roots trusted by --danger-trust-simulator)" } else { "" }
+                    if v.simulated() {
+                        " — SIMULATED evidence (simulator roots trusted by --danger-trust-simulator)"
+                    } else {
+                        ""
+                    }
                 );
                 let claims = serde_json::to_value(v.claims())?;
                 if let Some(m) = claims.as_object() {
@@ -320,10 +328,16 @@ fn report_one(
                     }
                 }
                 if inputs.kind != "tpm" {
-                    println!("  report data: {}", if inputs.report_data.is_some() { "checked" } else { "not checked (no --report-data)" });
+                    println!(
+                        "  report data: {}",
+                        if inputs.report_data.is_some() { "checked" } else { "not checked (no --report-data)" }
+                    );
                 }
                 if inputs.kind == "tpm" || inputs.kind.starts_with("az-") {
-                    println!("  nonce: {}", if inputs.nonce.is_some() { "checked" } else { "not checked (no --nonce)" });
+                    println!(
+                        "  nonce: {}",
+                        if inputs.nonce.is_some() { "checked" } else { "not checked (no --nonce)" }
+                    );
                 }
                 for item in v.not_evaluated_items() {
                     println!("  not evaluated: {item}");
@@ -337,7 +351,9 @@ fn report_one(
                     None => println!("policy: none given"),
                 }
             }
-            Err(e) => println!("{}: REFUSED [{}]: {e}", inputs.kind, serde_json::to_value(e.kind())?.as_str().unwrap_or("?")),
+            Err(e) => {
+                println!("{}: REFUSED [{}]: {e}", inputs.kind, serde_json::to_value(e.kind())?.as_str().unwrap_or("?"))
+            }
         }
     }
     if !ok {
@@ -376,9 +392,8 @@ fn verify_cases(path: &Path, name: Option<&str>, trust_sim: bool, json: bool) ->
     let (mut passed, mut failed) = (0usize, 0usize);
     let mut rows = Vec::new();
     for case in selected {
-        let verdict = Inputs::from_case(case, base, trust_sim)
-            .and_then(|i| i.verify())
-            .and_then(|outcome| judge(case, &outcome));
+        let verdict =
+            Inputs::from_case(case, base, trust_sim).and_then(|i| i.verify()).and_then(|outcome| judge(case, &outcome));
         let (matched, summary) = match verdict {
             Ok(v) => (v.matched, v.summary),
             Err(e) => (false, format!("error: {e:#}")),
@@ -389,13 +404,24 @@ fn verify_cases(path: &Path, name: Option<&str>, trust_sim: bool, json: bool) ->
             failed += 1;
         }
         if json {
-            rows.push(serde_json::json!({ "name": case.name, "expect": case.expect, "matched": matched, "result": summary }));
+            rows.push(
+                serde_json::json!({ "name": case.name, "expect": case.expect, "matched": matched, "result": summary }),
+            );
         } else {
-            println!("{} {:<52} expect {:<6} {}", if matched { "PASS" } else { "FAIL" }, case.name, case.expect, summary);
+            println!(
+                "{} {:<52} expect {:<6} {}",
+                if matched { "PASS" } else { "FAIL" },
+                case.name,
+                case.expect,
+                summary
+            );
         }
     }
     if json {
-        println!("{}", serde_json::to_string_pretty(&serde_json::json!({ "cases": rows, "passed": passed, "failed": failed }))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "cases": rows, "passed": passed, "failed": failed }))?
+        );
     } else {
         println!("{passed} passed, {failed} failed");
     }

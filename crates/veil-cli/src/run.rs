@@ -119,7 +119,11 @@ impl Inputs {
                     },
                     None => None,
                 };
-                let ev = tdx::TdxEvidence { quote: self.need("quote")?, collateral: collateral.as_ref(), root: self.get("root") };
+                let ev = tdx::TdxEvidence {
+                    quote: self.need("quote")?,
+                    collateral: collateral.as_ref(),
+                    root: self.get("root"),
+                };
                 tdx::TdxVerifier::default().verify(&ev, &opts)
             }
             "tpm" => {

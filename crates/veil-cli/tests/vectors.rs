@@ -52,10 +52,9 @@ fn every_supported_case_matches_through_the_library() {
 
 fn find(v: &serde_json::Value, key: &str) -> Option<String> {
     match v {
-        serde_json::Value::Object(m) => m
-            .get(key)
-            .and_then(|x| x.as_str().map(str::to_owned))
-            .or_else(|| m.values().find_map(|x| find(x, key))),
+        serde_json::Value::Object(m) => {
+            m.get(key).and_then(|x| x.as_str().map(str::to_owned)).or_else(|| m.values().find_map(|x| find(x, key)))
+        }
         _ => None,
     }
 }

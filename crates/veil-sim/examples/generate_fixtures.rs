@@ -88,15 +88,10 @@ fn build(spec: CertSpec<'_>, signer: &Signer<'_>, rng: &SystemRandom) -> Result<
     let sig = match signer {
         Signer::RsaPss(key) | Signer::RsaPssNoTrailer(key) => {
             let mut sig = vec![0u8; key.public().modulus_len()];
-            key.sign(&signature::RSA_PSS_SHA384, rng, &tbs, &mut sig)
-                .map_err(|_| anyhow!("RSA-PSS signing failed"))?;
+            key.sign(&signature::RSA_PSS_SHA384, rng, &tbs, &mut sig).map_err(|_| anyhow!("RSA-PSS signing failed"))?;
             sig
         }
-        Signer::P256(key) => key
-            .sign(rng, &tbs)
-            .map_err(|_| anyhow!("ECDSA signing failed"))?
-            .as_ref()
-            .to_vec(),
+        Signer::P256(key) => key.sign(rng, &tbs).map_err(|_| anyhow!("ECDSA signing failed"))?.as_ref().to_vec(),
     };
     Ok(Cert {
         der: der::seq(&[&tbs, &alg, &der::bits(&sig)]),
@@ -124,10 +119,7 @@ fn rsa_key(dir: &Path, name: &str) -> Result<(RsaKeyPair, Vec<u8>)> {
     Ok((key, pkcs8))
 }
 
-fn ec_key(
-    alg: &'static signature::EcdsaSigningAlgorithm,
-    rng: &SystemRandom,
-) -> Result<(EcdsaKeyPair, Vec<u8>)> {
+fn ec_key(alg: &'static signature::EcdsaSigningAlgorithm, rng: &SystemRandom) -> Result<(EcdsaKeyPair, Vec<u8>)> {
     let pkcs8 = EcdsaKeyPair::generate_pkcs8(alg, rng).map_err(|_| anyhow!("EC keygen"))?;
     let key = EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), rng).map_err(|e| anyhow!("{e}"))?;
     Ok((key, pkcs8.as_ref().to_vec()))
@@ -159,9 +151,7 @@ fn main() -> Result<()> {
         bail!("usage: generate_fixtures RSA_DIR FIXTURES_DIR DANGER_DIR");
     };
     let rng = SystemRandom::new();
-    let out = Out {
-        dir: PathBuf::from(fixtures),
-    };
+    let out = Out { dir: PathBuf::from(fixtures) };
     let danger = PathBuf::from(danger);
     std::fs::create_dir_all(&danger)?;
 
@@ -189,11 +179,7 @@ fn main() -> Result<()> {
             extensions: vec![
                 der::extension(oids::KEY_USAGE, true, &der::key_usage(&[5, 6])),
                 der::extension(oids::SKI, false, &der::octets(&ski_of(&bits))),
-                der::extension(
-                    oids::BASIC_CONSTRAINTS,
-                    true,
-                    &der::basic_constraints(true, None),
-                ),
+                der::extension(oids::BASIC_CONSTRAINTS, true, &der::basic_constraints(true, None)),
                 der::extension(oids::CRL_DP, false, &der::crl_dp(vcek_crl)),
             ],
             spki,
@@ -213,11 +199,7 @@ fn main() -> Result<()> {
                 extensions: vec![
                     der::extension(oids::SKI, false, &der::octets(&ski_of(&bits))),
                     der::extension(oids::AKI, false, &der::aki(&ark.ski)),
-                    der::extension(
-                        oids::BASIC_CONSTRAINTS,
-                        true,
-                        &der::basic_constraints(true, Some(0)),
-                    ),
+                    der::extension(oids::BASIC_CONSTRAINTS, true, &der::basic_constraints(true, Some(0))),
                     der::extension(oids::KEY_USAGE, true, &der::key_usage(&[5])),
                     der::extension(oids::CRL_DP, false, &der::crl_dp(crl)),
                 ],
@@ -228,18 +210,8 @@ fn main() -> Result<()> {
             &rng,
         )
     };
-    let ask = sub_ca(
-        &ask_key,
-        params::snp::ASK_CN,
-        vec![0x01, 0x00, 0x01],
-        vcek_crl,
-    )?;
-    let asvk = sub_ca(
-        &asvk_key,
-        params::snp::ASVK_CN,
-        vec![0x01, 0x01, 0x01],
-        vlek_crl,
-    )?;
+    let ask = sub_ca(&ask_key, params::snp::ASK_CN, vec![0x01, 0x00, 0x01], vcek_crl)?;
+    let asvk = sub_ca(&asvk_key, params::snp::ASVK_CN, vec![0x01, 0x01, 0x01], vlek_crl)?;
 
     let amd_ext = |tail: &[u64], value: Vec<u8>| der::extension(&arc(&AMD, tail), false, &value);
     let spl_exts = || {
@@ -259,10 +231,8 @@ fn main() -> Result<()> {
         (der::spki_ec(oids::P384, &point), point)
     };
 
-    let mut vcek_exts = vec![
-        amd_ext(&[1, 1], der::uint(0)),
-        amd_ext(&[1, 2], der::ia5(params::snp::VCEK_PRODUCT_NAME)),
-    ];
+    let mut vcek_exts =
+        vec![amd_ext(&[1, 1], der::uint(0)), amd_ext(&[1, 2], der::ia5(params::snp::VCEK_PRODUCT_NAME))];
     vcek_exts.extend(spl_exts());
     // hwID: the 64 raw chip-id bytes directly in extnValue (no inner DER), as AMD does.
     vcek_exts.push(amd_ext(&[1, 4], params::snp::chip_id().to_vec()));
@@ -280,10 +250,8 @@ fn main() -> Result<()> {
         &rng,
     )?;
 
-    let mut vlek_exts = vec![
-        amd_ext(&[1, 1], der::uint(0)),
-        amd_ext(&[1, 2], der::ia5(params::snp::VLEK_PRODUCT_NAME)),
-    ];
+    let mut vlek_exts =
+        vec![amd_ext(&[1, 1], der::uint(0)), amd_ext(&[1, 2], der::ia5(params::snp::VLEK_PRODUCT_NAME))];
     vlek_exts.extend(spl_exts());
     vlek_exts.push(amd_ext(&[1, 5], der::ia5(params::snp::VLEK_CSP_ID)));
     let (spki, bits) = ec_spki384(&vlek_key);
@@ -300,12 +268,7 @@ fn main() -> Result<()> {
         &rng,
     )?;
 
-    out.write(
-        "snp/ark.key.pem",
-        "simulated AMD ARK-Milan private key (RSA-4096, PKCS#8)",
-        "PRIVATE KEY",
-        &ark_pk8,
-    )?;
+    out.write("snp/ark.key.pem", "simulated AMD ARK-Milan private key (RSA-4096, PKCS#8)", "PRIVATE KEY", &ark_pk8)?;
     out.write(
         "snp/ask.key.pem",
         "simulated AMD ASK (SEV-Milan) private key (RSA-4096, PKCS#8)",
@@ -318,48 +281,23 @@ fn main() -> Result<()> {
         "PRIVATE KEY",
         &asvk_pk8,
     )?;
-    out.write(
-        "snp/vcek.key.pem",
-        "simulated VCEK private key (P-384, PKCS#8)",
-        "PRIVATE KEY",
-        &vcek_pk8,
-    )?;
-    out.write(
-        "snp/vlek.key.pem",
-        "simulated VLEK private key (P-384, PKCS#8)",
-        "PRIVATE KEY",
-        &vlek_pk8,
-    )?;
+    out.write("snp/vcek.key.pem", "simulated VCEK private key (P-384, PKCS#8)", "PRIVATE KEY", &vcek_pk8)?;
+    out.write("snp/vlek.key.pem", "simulated VLEK private key (P-384, PKCS#8)", "PRIVATE KEY", &vlek_pk8)?;
     out.write(
         "snp/ark.pem",
         "simulated AMD ARK-Milan certificate (self-signed, RSA-PSS SHA-384)",
         "CERTIFICATE",
         &ark.der,
     )?;
-    out.write(
-        "snp/ask.pem",
-        "simulated AMD ASK (SEV-Milan) certificate, signed by the ARK",
-        "CERTIFICATE",
-        &ask.der,
-    )?;
+    out.write("snp/ask.pem", "simulated AMD ASK (SEV-Milan) certificate, signed by the ARK", "CERTIFICATE", &ask.der)?;
     out.write(
         "snp/asvk.pem",
         "simulated AMD ASVK (SEV-VLEK-Milan) certificate, signed by the ARK",
         "CERTIFICATE",
         &asvk.der,
     )?;
-    out.write(
-        "snp/vcek.pem",
-        "simulated VCEK certificate, signed by the ASK",
-        "CERTIFICATE",
-        &vcek.der,
-    )?;
-    out.write(
-        "snp/vlek.pem",
-        "simulated VLEK certificate, signed by the ASVK",
-        "CERTIFICATE",
-        &vlek.der,
-    )?;
+    out.write("snp/vcek.pem", "simulated VCEK certificate, signed by the ASK", "CERTIFICATE", &vcek.der)?;
+    out.write("snp/vlek.pem", "simulated VLEK certificate, signed by the ASVK", "CERTIFICATE", &vlek.der)?;
     std::fs::write(danger.join("sim_ark_milan.der"), &ark.der)?;
     std::fs::write(danger.join("sim_ask_milan.der"), &ask.der)?;
     std::fs::write(danger.join("sim_asvk_milan.der"), &asvk.der)?;
@@ -373,8 +311,7 @@ fn main() -> Result<()> {
     let (ak_key, ak_pk8) = ec_key(p256, &rng)?;
     // Certificates are signed with the ASN.1 (DER) ECDSA form; load ASN.1 twins.
     let asn1 = |pk8: &[u8]| {
-        EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, pk8, &rng)
-            .map_err(|e| anyhow!("{e}"))
+        EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, pk8, &rng).map_err(|e| anyhow!("{e}"))
     };
     let root_signer = asn1(&root_pk8)?;
     let pca_signer = asn1(&pca_pk8)?;
@@ -384,8 +321,7 @@ fn main() -> Result<()> {
         (der::spki_ec(oids::P256, &point), point)
     };
     let root_crl_uri = "https://veil-sim.invalid/IntelSGXRootCA.der";
-    let pck_crl_uri =
-        "https://veil-sim.invalid/sgx/certification/v4/pckcrl?ca=platform&encoding=der";
+    let pck_crl_uri = "https://veil-sim.invalid/sgx/certification/v4/pckcrl?ca=platform&encoding=der";
 
     let root_subject = intel_name(params::tdx::ROOT_CN);
     let (spki, bits) = ec_spki256(&root_key);
@@ -400,11 +336,7 @@ fn main() -> Result<()> {
                 der::extension(oids::CRL_DP, false, &der::crl_dp(root_crl_uri)),
                 der::extension(oids::SKI, false, &der::octets(&root_ski)),
                 der::extension(oids::KEY_USAGE, true, &der::key_usage(&[5, 6])),
-                der::extension(
-                    oids::BASIC_CONSTRAINTS,
-                    true,
-                    &der::basic_constraints(true, Some(1)),
-                ),
+                der::extension(oids::BASIC_CONSTRAINTS, true, &der::basic_constraints(true, Some(1))),
             ],
             spki,
             public_key_bits: bits,
@@ -423,10 +355,7 @@ fn main() -> Result<()> {
      -> Result<Cert> {
         let (spki, bits) = ec_spki256(key);
         let (ku, bc) = match ca {
-            Some(path_len) => (
-                der::key_usage(&[5, 6]),
-                der::basic_constraints(true, Some(path_len)),
-            ),
+            Some(path_len) => (der::key_usage(&[5, 6]), der::basic_constraints(true, Some(path_len))),
             None => (der::key_usage(&[0, 1]), der::basic_constraints(false, None)),
         };
         let mut extensions = vec![
@@ -450,24 +379,9 @@ fn main() -> Result<()> {
             &rng,
         )
     };
-    let platform_ca = issued(
-        &root,
-        &root_signer,
-        &pca_key,
-        params::tdx::PLATFORM_CA_CN,
-        root_crl_uri,
-        Some(0),
-        vec![],
-    )?;
-    let tcb_signing = issued(
-        &root,
-        &root_signer,
-        &tcb_key,
-        params::tdx::TCB_SIGNING_CN,
-        root_crl_uri,
-        None,
-        vec![],
-    )?;
+    let platform_ca =
+        issued(&root, &root_signer, &pca_key, params::tdx::PLATFORM_CA_CN, root_crl_uri, Some(0), vec![])?;
+    let tcb_signing = issued(&root, &root_signer, &tcb_key, params::tdx::TCB_SIGNING_CN, root_crl_uri, None, vec![])?;
 
     // The SGX extension, shaped like a real Platform-CA-issued PCK certificate.
     let sgx = |tail: &[u64]| der::oid(&arc(&SGX, tail));
@@ -476,14 +390,8 @@ fn main() -> Result<()> {
         .zip(1u64..)
         .map(|(svn, i)| der::seq(&[&sgx(&[2, i]), &der::uint((*svn).into())]))
         .collect();
-    tcb_parts.push(der::seq(&[
-        &sgx(&[2, 17]),
-        &der::uint(params::tdx::PCE_SVN.into()),
-    ]));
-    tcb_parts.push(der::seq(&[
-        &sgx(&[2, 18]),
-        &der::octets(&params::tdx::SGX_COMPONENTS),
-    ]));
+    tcb_parts.push(der::seq(&[&sgx(&[2, 17]), &der::uint(params::tdx::PCE_SVN.into())]));
+    tcb_parts.push(der::seq(&[&sgx(&[2, 18]), &der::octets(&params::tdx::SGX_COMPONENTS)]));
     let tcb_refs: Vec<&[u8]> = tcb_parts.iter().map(Vec::as_slice).collect();
     let sgx_ext = der::seq(&[
         &der::seq(&[&sgx(&[1]), &der::octets(&params::tdx::PPID)]),
@@ -526,16 +434,9 @@ fn main() -> Result<()> {
     qe_report[256..258].copy_from_slice(&params::tdx::QE_ISV_PROD_ID.to_le_bytes());
     qe_report[258..260].copy_from_slice(&params::tdx::QE_ISV_SVN.to_le_bytes());
     qe_report[320..352].copy_from_slice(&qe_hash);
-    let qe_sig = pck_key
-        .sign(&rng, &qe_report)
-        .map_err(|_| anyhow!("QE report signing"))?;
+    let qe_sig = pck_key.sign(&rng, &qe_report).map_err(|_| anyhow!("QE report signing"))?;
 
-    out.write(
-        "tdx/root.key.pem",
-        "simulated Intel SGX Root CA private key (P-256, PKCS#8)",
-        "PRIVATE KEY",
-        &root_pk8,
-    )?;
+    out.write("tdx/root.key.pem", "simulated Intel SGX Root CA private key (P-256, PKCS#8)", "PRIVATE KEY", &root_pk8)?;
     out.write(
         "tdx/pck_platform_ca.key.pem",
         "simulated Intel SGX PCK Platform CA private key (P-256, PKCS#8)",
@@ -548,42 +449,22 @@ fn main() -> Result<()> {
         "PRIVATE KEY",
         &tcb_pk8,
     )?;
-    out.write(
-        "tdx/pck.key.pem",
-        "simulated PCK private key (P-256, PKCS#8)",
-        "PRIVATE KEY",
-        &pck_pk8,
-    )?;
+    out.write("tdx/pck.key.pem", "simulated PCK private key (P-256, PKCS#8)", "PRIVATE KEY", &pck_pk8)?;
     out.write(
         "tdx/attestation_key.key.pem",
         "simulated TD QE attestation key (P-256, PKCS#8)",
         "PRIVATE KEY",
         &ak_pk8,
     )?;
-    out.write(
-        "tdx/root.pem",
-        "simulated Intel SGX Root CA certificate (self-signed)",
-        "CERTIFICATE",
-        &root.der,
-    )?;
+    out.write("tdx/root.pem", "simulated Intel SGX Root CA certificate (self-signed)", "CERTIFICATE", &root.der)?;
     out.write(
         "tdx/pck_platform_ca.pem",
         "simulated Intel SGX PCK Platform CA certificate",
         "CERTIFICATE",
         &platform_ca.der,
     )?;
-    out.write(
-        "tdx/tcb_signing.pem",
-        "simulated Intel SGX TCB Signing certificate",
-        "CERTIFICATE",
-        &tcb_signing.der,
-    )?;
-    out.write(
-        "tdx/pck.pem",
-        "simulated PCK certificate (Platform CA issued, SGX extension)",
-        "CERTIFICATE",
-        &pck.der,
-    )?;
+    out.write("tdx/tcb_signing.pem", "simulated Intel SGX TCB Signing certificate", "CERTIFICATE", &tcb_signing.der)?;
+    out.write("tdx/pck.pem", "simulated PCK certificate (Platform CA issued, SGX extension)", "CERTIFICATE", &pck.der)?;
     out.write(
         "tdx/qe_report.pem",
         "simulated TD QE report (384 bytes) certifying the attestation key",
@@ -597,27 +478,13 @@ fn main() -> Result<()> {
         qe_sig.as_ref(),
     )?;
     std::fs::write(danger.join("sim_intel_sgx_root_ca.der"), &root.der)?;
-    std::fs::write(
-        danger.join("sim_intel_sgx_pck_platform_ca.der"),
-        &platform_ca.der,
-    )?;
-    std::fs::write(
-        danger.join("sim_intel_sgx_tcb_signing.der"),
-        &tcb_signing.der,
-    )?;
+    std::fs::write(danger.join("sim_intel_sgx_pck_platform_ca.der"), &platform_ca.der)?;
+    std::fs::write(danger.join("sim_intel_sgx_tcb_signing.der"), &tcb_signing.der)?;
 
     // ---------------------------------------------------------------- TPM
     let (_, tpm_ak_pk8) = ec_key(p256, &rng)?;
-    out.write(
-        "tpm/ak.key.pem",
-        "simulated TPM attestation key (ECDSA P-256, PKCS#8)",
-        "PRIVATE KEY",
-        &tpm_ak_pk8,
-    )?;
+    out.write("tpm/ak.key.pem", "simulated TPM attestation key (ECDSA P-256, PKCS#8)", "PRIVATE KEY", &tpm_ak_pk8)?;
 
-    println!(
-        "fixtures written to {fixtures}; public simulated certificates to {}",
-        danger.display()
-    );
+    println!("fixtures written to {fixtures}; public simulated certificates to {}", danger.display());
     Ok(())
 }

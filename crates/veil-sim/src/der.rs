@@ -246,11 +246,7 @@ pub fn alg_ecdsa_sha256() -> Vec<u8> {
 pub fn alg_rsa_pss_sha384(with_trailer: bool) -> Vec<u8> {
     let sha384 = seq(&[&oid(oids::SHA384), &null()]);
     let mgf = seq(&[&oid(oids::MGF1), &sha384]);
-    let mut parts = vec![
-        ctx_cons(0, &sha384),
-        ctx_cons(1, &mgf),
-        ctx_cons(2, &uint(48)),
-    ];
+    let mut parts = vec![ctx_cons(0, &sha384), ctx_cons(1, &mgf), ctx_cons(2, &uint(48))];
     if with_trailer {
         parts.push(ctx_cons(3, &uint(1)));
     }
@@ -260,18 +256,12 @@ pub fn alg_rsa_pss_sha384(with_trailer: bool) -> Vec<u8> {
 
 /// SubjectPublicKeyInfo for an uncompressed EC point on `curve`.
 pub fn spki_ec(curve: &[u64], point: &[u8]) -> Vec<u8> {
-    seq(&[
-        &seq(&[&oid(oids::EC_PUBLIC_KEY), &oid(curve)]),
-        &bits(point),
-    ])
+    seq(&[&seq(&[&oid(oids::EC_PUBLIC_KEY), &oid(curve)]), &bits(point)])
 }
 
 /// SubjectPublicKeyInfo for an RSA public key (`RSAPublicKey` DER).
 pub fn spki_rsa(rsa_public_key_der: &[u8]) -> Vec<u8> {
-    seq(&[
-        &seq(&[&oid(oids::RSA_ENCRYPTION), &null()]),
-        &bits(rsa_public_key_der),
-    ])
+    seq(&[&seq(&[&oid(oids::RSA_ENCRYPTION), &null()]), &bits(rsa_public_key_der)])
 }
 
 /// The string type of one RDN attribute value.
@@ -301,11 +291,7 @@ pub fn name(attrs: &[(&[u64], Str, &str)]) -> Vec<u8> {
 
 /// One X.509 extension; `value` is the DER that goes inside extnValue.
 pub fn extension(id: &[u64], critical: bool, value: &[u8]) -> Vec<u8> {
-    if critical {
-        seq(&[&oid(id), &boolean(true), &octets(value)])
-    } else {
-        seq(&[&oid(id), &octets(value)])
-    }
+    if critical { seq(&[&oid(id), &boolean(true), &octets(value)]) } else { seq(&[&oid(id), &octets(value)]) }
 }
 
 /// Minimal encoding of a KeyUsage BIT STRING from bit positions (0 = digitalSignature).
@@ -366,11 +352,7 @@ pub fn pem_decode(text: &[u8], label: &str) -> Option<Vec<u8>> {
     let end = format!("-----END {label}-----");
     let start = text.find(&begin)? + begin.len();
     let stop = start + text.get(start..)?.find(&end)?;
-    let body: String = text
-        .get(start..stop)?
-        .chars()
-        .filter(|c| !c.is_whitespace())
-        .collect();
+    let body: String = text.get(start..stop)?.chars().filter(|c| !c.is_whitespace()).collect();
     base64::engine::general_purpose::STANDARD.decode(body).ok()
 }
 
@@ -380,10 +362,7 @@ mod tests {
 
     #[test]
     fn encodes_known_values() {
-        assert_eq!(
-            oid(&[1, 2, 840, 113741, 1, 13, 1]),
-            hex_bytes("06092a864886f84d010d01")
-        );
+        assert_eq!(oid(&[1, 2, 840, 113741, 1, 13, 1]), hex_bytes("06092a864886f84d010d01"));
         assert_eq!(uint(0), hex_bytes("020100"));
         assert_eq!(uint(0xD9), hex_bytes("020200d9"));
         assert_eq!(uint(0x10000), hex_bytes("0203010000"));

@@ -46,17 +46,10 @@ fn load() -> Result<Certs> {
         vcek: cert("snp/vcek.pem", fixture!("snp/vcek.pem"))?,
         vlek: cert("snp/vlek.pem", fixture!("snp/vlek.pem"))?,
         intel_root: cert("tdx/root.pem", fixture!("tdx/root.pem"))?,
-        platform_ca: cert(
-            "tdx/pck_platform_ca.pem",
-            fixture!("tdx/pck_platform_ca.pem"),
-        )?,
+        platform_ca: cert("tdx/pck_platform_ca.pem", fixture!("tdx/pck_platform_ca.pem"))?,
         tcb_signing: cert("tdx/tcb_signing.pem", fixture!("tdx/tcb_signing.pem"))?,
         pck: cert("tdx/pck.pem", fixture!("tdx/pck.pem"))?,
-        qe_report: decode(
-            "tdx/qe_report.pem",
-            fixture!("tdx/qe_report.pem"),
-            "VEIL SIM QE REPORT",
-        )?,
+        qe_report: decode("tdx/qe_report.pem", fixture!("tdx/qe_report.pem"), "VEIL SIM QE REPORT")?,
         qe_report_sig: decode(
             "tdx/qe_report_sig.pem",
             fixture!("tdx/qe_report_sig.pem"),
@@ -103,18 +96,9 @@ impl Key {
             Key::Vcek => ("snp/vcek.key.pem", fixture!("snp/vcek.key.pem")),
             Key::Vlek => ("snp/vlek.key.pem", fixture!("snp/vlek.key.pem")),
             Key::IntelRoot => ("tdx/root.key.pem", fixture!("tdx/root.key.pem")),
-            Key::PlatformCa => (
-                "tdx/pck_platform_ca.key.pem",
-                fixture!("tdx/pck_platform_ca.key.pem"),
-            ),
-            Key::TcbSigning => (
-                "tdx/tcb_signing.key.pem",
-                fixture!("tdx/tcb_signing.key.pem"),
-            ),
-            Key::QeAk => (
-                "tdx/attestation_key.key.pem",
-                fixture!("tdx/attestation_key.key.pem"),
-            ),
+            Key::PlatformCa => ("tdx/pck_platform_ca.key.pem", fixture!("tdx/pck_platform_ca.key.pem")),
+            Key::TcbSigning => ("tdx/tcb_signing.key.pem", fixture!("tdx/tcb_signing.key.pem")),
+            Key::QeAk => ("tdx/attestation_key.key.pem", fixture!("tdx/attestation_key.key.pem")),
             Key::TpmAk => ("tpm/ak.key.pem", fixture!("tpm/ak.key.pem")),
         }
     }
@@ -123,32 +107,20 @@ impl Key {
     pub(crate) fn load(self, alg: &'static EcdsaSigningAlgorithm) -> Result<EcdsaKeyPair> {
         let (name, text) = self.source();
         let pkcs8 = decode(name, text, "PRIVATE KEY")?;
-        EcdsaKeyPair::from_pkcs8(alg, &pkcs8, &SystemRandom::new())
-            .map_err(|_| Error::Fixture(name))
+        EcdsaKeyPair::from_pkcs8(alg, &pkcs8, &SystemRandom::new()).map_err(|_| Error::Fixture(name))
     }
 }
 
 /// Sign `msg` with a fixture key; `alg` picks curve, hash and signature encoding.
-pub(crate) fn sign(
-    key: Key,
-    alg: &'static EcdsaSigningAlgorithm,
-    what: &'static str,
-    msg: &[u8],
-) -> Result<Vec<u8>> {
+pub(crate) fn sign(key: Key, alg: &'static EcdsaSigningAlgorithm, what: &'static str, msg: &[u8]) -> Result<Vec<u8>> {
     let pair = key.load(alg)?;
-    pair.sign(&SystemRandom::new(), msg)
-        .map(|s| s.as_ref().to_vec())
-        .map_err(|_| Error::Signing(what))
+    pair.sign(&SystemRandom::new(), msg).map(|s| s.as_ref().to_vec()).map_err(|_| Error::Signing(what))
 }
 
 /// The uncompressed public point (0x04 ‖ x ‖ y) of a P-256 fixture key.
 pub(crate) fn p256_public(key: Key) -> Result<Vec<u8>> {
     use ring::signature::KeyPair as _;
-    Ok(key
-        .load(&signature::ECDSA_P256_SHA256_FIXED_SIGNING)?
-        .public_key()
-        .as_ref()
-        .to_vec())
+    Ok(key.load(&signature::ECDSA_P256_SHA256_FIXED_SIGNING)?.public_key().as_ref().to_vec())
 }
 
 #[cfg(test)]
@@ -161,24 +133,11 @@ mod tests {
     fn run_time_names_match_fixture_subjects() {
         use x509_parser::prelude::*;
         let c = certs().expect("fixtures decode");
-        let subject = |der: &[u8]| {
-            X509Certificate::from_der(der)
-                .expect("cert")
-                .1
-                .subject()
-                .as_raw()
-                .to_vec()
-        };
+        let subject = |der: &[u8]| X509Certificate::from_der(der).expect("cert").1.subject().as_raw().to_vec();
         assert_eq!(subject(&c.ark), names::amd_name(params::snp::ARK_CN));
         assert_eq!(subject(&c.vcek), names::amd_name(params::snp::VCEK_CN));
-        assert_eq!(
-            subject(&c.intel_root),
-            names::intel_name(params::tdx::ROOT_CN)
-        );
-        assert_eq!(
-            subject(&c.platform_ca),
-            names::intel_name(params::tdx::PLATFORM_CA_CN)
-        );
+        assert_eq!(subject(&c.intel_root), names::intel_name(params::tdx::ROOT_CN));
+        assert_eq!(subject(&c.platform_ca), names::intel_name(params::tdx::PLATFORM_CA_CN));
         for key in [Key::Vcek, Key::Vlek, Key::TpmAk] {
             let alg = match key {
                 Key::TpmAk => &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
@@ -187,8 +146,7 @@ mod tests {
             key.load(alg).expect("key loads");
         }
         for key in [Key::IntelRoot, Key::PlatformCa, Key::TcbSigning, Key::QeAk] {
-            key.load(&signature::ECDSA_P256_SHA256_FIXED_SIGNING)
-                .expect("key loads");
+            key.load(&signature::ECDSA_P256_SHA256_FIXED_SIGNING).expect("key loads");
         }
     }
 }

@@ -94,10 +94,8 @@ pub mod tdx {
     /// QE id placed in the quote header's user data (first 16 of 20 bytes).
     pub const QE_ID: [u8; 16] = *b"veil-sim-qe-id01";
     /// Intel QE vendor id (the quote header constant for an Intel QE).
-    pub const QE_VENDOR_ID: [u8; 16] = [
-        0x93, 0x9A, 0x72, 0x33, 0xF7, 0x9C, 0x4C, 0xA9, 0x94, 0x0A, 0x0D, 0xB3, 0x95, 0x7F, 0x06,
-        0x07,
-    ];
+    pub const QE_VENDOR_ID: [u8; 16] =
+        [0x93, 0x9A, 0x72, 0x33, 0xF7, 0x9C, 0x4C, 0xA9, 0x94, 0x0A, 0x0D, 0xB3, 0x95, 0x7F, 0x06, 0x07];
     /// Simulated TD QE MRSIGNER (not Intel's): ASCII, 32 bytes.
     pub const QE_MRSIGNER: [u8; 32] = *b"VEIL-SIMULATED-TD-QE-MRSIGNER-01";
     /// Simulated TD QE MRENCLAVE: ASCII, 32 bytes.

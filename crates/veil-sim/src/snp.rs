@@ -30,25 +30,17 @@ pub const SIG_S_OFFSET: usize = 0x2E8;
 /// hypervisor writes them and as go-sev-guest / virtee parse them).
 pub mod guid {
     /// VCEK: 63da758d-e664-4564-adc5-f4b93be8accd
-    pub const VCEK: [u8; 16] = [
-        0x63, 0xda, 0x75, 0x8d, 0xe6, 0x64, 0x45, 0x64, 0xad, 0xc5, 0xf4, 0xb9, 0x3b, 0xe8, 0xac,
-        0xcd,
-    ];
+    pub const VCEK: [u8; 16] =
+        [0x63, 0xda, 0x75, 0x8d, 0xe6, 0x64, 0x45, 0x64, 0xad, 0xc5, 0xf4, 0xb9, 0x3b, 0xe8, 0xac, 0xcd];
     /// VLEK: a8074bc2-a25a-483e-aae6-39c045a0b8a1
-    pub const VLEK: [u8; 16] = [
-        0xa8, 0x07, 0x4b, 0xc2, 0xa2, 0x5a, 0x48, 0x3e, 0xaa, 0xe6, 0x39, 0xc0, 0x45, 0xa0, 0xb8,
-        0xa1,
-    ];
+    pub const VLEK: [u8; 16] =
+        [0xa8, 0x07, 0x4b, 0xc2, 0xa2, 0x5a, 0x48, 0x3e, 0xaa, 0xe6, 0x39, 0xc0, 0x45, 0xa0, 0xb8, 0xa1];
     /// ASK: 4ab7b379-bbac-4fe4-a02f-05aef327c782
-    pub const ASK: [u8; 16] = [
-        0x4a, 0xb7, 0xb3, 0x79, 0xbb, 0xac, 0x4f, 0xe4, 0xa0, 0x2f, 0x05, 0xae, 0xf3, 0x27, 0xc7,
-        0x82,
-    ];
+    pub const ASK: [u8; 16] =
+        [0x4a, 0xb7, 0xb3, 0x79, 0xbb, 0xac, 0x4f, 0xe4, 0xa0, 0x2f, 0x05, 0xae, 0xf3, 0x27, 0xc7, 0x82];
     /// ARK: c0b406a4-a803-4952-9743-3fb6014cd0ae
-    pub const ARK: [u8; 16] = [
-        0xc0, 0xb4, 0x06, 0xa4, 0xa8, 0x03, 0x49, 0x52, 0x97, 0x43, 0x3f, 0xb6, 0x01, 0x4c, 0xd0,
-        0xae,
-    ];
+    pub const ARK: [u8; 16] =
+        [0xc0, 0xb4, 0x06, 0xa4, 0xa8, 0x03, 0x49, 0x52, 0x97, 0x43, 0x3f, 0xb6, 0x01, 0x4c, 0xd0, 0xae];
 }
 
 /// What the simulated guest and platform report.
@@ -157,16 +149,10 @@ pub fn chip_id() -> [u8; 64] {
 /// Produce a signed report with `report_data`.
 pub fn report(report_data: &[u8; 64], opts: &SnpOptions) -> Result<SnpEvidence> {
     if !matches!(opts.version, 2 | 3 | 5) {
-        return Err(Error::invalid(
-            "version",
-            format!("{} (supported: 2, 3, 5)", opts.version),
-        ));
+        return Err(Error::invalid("version", format!("{} (supported: 2, 3, 5)", opts.version)));
     }
     if opts.vmpl > 3 {
-        return Err(Error::invalid(
-            "vmpl",
-            format!("{} (must be 0..=3)", opts.vmpl),
-        ));
+        return Err(Error::invalid("vmpl", format!("{} (must be 0..=3)", opts.vmpl)));
     }
     let certs = keys::certs()?;
     let tcb = tcb_version().to_le_bytes();
@@ -183,11 +169,7 @@ pub fn report(report_data: &[u8; 64], opts: &SnpOptions) -> Result<SnpEvidence> 
     put(&mut r, 0x040, &opts.platform_info.to_le_bytes());
     let author_key_en = u32::from(opts.author_key_digest != [0; 48]);
     let signing_key: u32 = if opts.use_vlek { 1 } else { 0 };
-    put(
-        &mut r,
-        0x048,
-        &(author_key_en | (signing_key << 2)).to_le_bytes(),
-    ); // KEY_INFO
+    put(&mut r, 0x048, &(author_key_en | (signing_key << 2)).to_le_bytes()); // KEY_INFO
     put(&mut r, 0x050, report_data);
     put(&mut r, 0x090, &opts.measurement);
     put(&mut r, 0x0C0, &opts.host_data);
@@ -197,15 +179,7 @@ pub fn report(report_data: &[u8; 64], opts: &SnpOptions) -> Result<SnpEvidence> 
     put(&mut r, 0x160, &opts.report_id_ma);
     put(&mut r, 0x180, &tcb); // REPORTED_TCB
     if opts.version >= 3 {
-        put(
-            &mut r,
-            0x188,
-            &[
-                params::snp::CPUID_FAM,
-                params::snp::CPUID_MOD,
-                params::snp::CPUID_STEP,
-            ],
-        );
+        put(&mut r, 0x188, &[params::snp::CPUID_FAM, params::snp::CPUID_MOD, params::snp::CPUID_STEP]);
     }
     if !opts.use_vlek {
         put(&mut r, 0x1A0, &chip_id());
@@ -219,18 +193,9 @@ pub fn report(report_data: &[u8; 64], opts: &SnpOptions) -> Result<SnpEvidence> 
         put(&mut r, 0x200, &opts.current_mit_vector.to_le_bytes());
     }
 
-    let (key, what) = if opts.use_vlek {
-        (Key::Vlek, "VLEK")
-    } else {
-        (Key::Vcek, "VCEK")
-    };
+    let (key, what) = if opts.use_vlek { (Key::Vlek, "VLEK") } else { (Key::Vcek, "VCEK") };
     let signed = r.get(..SIGNED_LEN).ok_or(Error::Signing(what))?;
-    let sig = keys::sign(
-        key,
-        &signature::ECDSA_P384_SHA384_FIXED_SIGNING,
-        what,
-        signed,
-    )?;
+    let sig = keys::sign(key, &signature::ECDSA_P384_SHA384_FIXED_SIGNING, what, signed)?;
     let (sig_r, sig_s) = sig.split_at_checked(48).ok_or(Error::Signing(what))?;
     let mut le_r = sig_r.to_vec();
     le_r.reverse();
@@ -249,24 +214,11 @@ pub fn report(report_data: &[u8; 64], opts: &SnpOptions) -> Result<SnpEvidence> 
         let table = cert_table(&[(guid::VLEK, &certs.vlek), (guid::ARK, &certs.ark)])?;
         (certs.vlek.clone(), chain, table)
     } else {
-        let chain = [
-            der::pem("CERTIFICATE", &certs.ask),
-            der::pem("CERTIFICATE", &certs.ark),
-        ]
-        .concat();
-        let table = cert_table(&[
-            (guid::VCEK, &certs.vcek),
-            (guid::ASK, &certs.ask),
-            (guid::ARK, &certs.ark),
-        ])?;
+        let chain = [der::pem("CERTIFICATE", &certs.ask), der::pem("CERTIFICATE", &certs.ark)].concat();
+        let table = cert_table(&[(guid::VCEK, &certs.vcek), (guid::ASK, &certs.ask), (guid::ARK, &certs.ark)])?;
         (certs.vcek.clone(), chain, table)
     };
-    Ok(SnpEvidence {
-        report: r,
-        cert,
-        chain_pem: chain_pem.into_bytes(),
-        cert_table,
-    })
+    Ok(SnpEvidence { report: r, cert, chain_pem: chain_pem.into_bytes(), cert_table })
 }
 
 /// Build a GHCB certificate table: entries of GUID (16) ‖ offset (u32 LE) ‖ length
@@ -274,22 +226,14 @@ pub fn report(report_data: &[u8; 64], opts: &SnpOptions) -> Result<SnpEvidence> 
 /// count from the start of the table.
 pub fn cert_table(entries: &[([u8; 16], &[u8])]) -> Result<Vec<u8>> {
     let too_big = || Error::invalid("cert_table", "exceeds 4 GiB");
-    let header_len = entries
-        .len()
-        .checked_add(1)
-        .and_then(|n| n.checked_mul(24))
-        .ok_or_else(too_big)?;
+    let header_len = entries.len().checked_add(1).and_then(|n| n.checked_mul(24)).ok_or_else(too_big)?;
     let mut header = Vec::with_capacity(header_len);
     let mut body = Vec::new();
     for (guid, der) in entries {
         let offset = header_len.checked_add(body.len()).ok_or_else(too_big)?;
         header.extend_from_slice(guid);
         header.extend_from_slice(&u32::try_from(offset).map_err(|_| too_big())?.to_le_bytes());
-        header.extend_from_slice(
-            &u32::try_from(der.len())
-                .map_err(|_| too_big())?
-                .to_le_bytes(),
-        );
+        header.extend_from_slice(&u32::try_from(der.len()).map_err(|_| too_big())?.to_le_bytes());
         body.extend_from_slice(der);
     }
     header.extend_from_slice(&[0u8; 24]);

@@ -110,9 +110,7 @@ fn td_body(report_data: &[u8; 64], o: &TdxOptions, td15: bool) -> Vec<u8> {
 }
 
 fn len_u32(what: &'static str, len: usize) -> Result<[u8; 4]> {
-    u32::try_from(len)
-        .map(u32::to_le_bytes)
-        .map_err(|_| Error::invalid(what, "longer than 4 GiB"))
+    u32::try_from(len).map(u32::to_le_bytes).map_err(|_| Error::invalid(what, "longer than 4 GiB"))
 }
 
 /// The PCK chain as it appears in certification data type 5: PEM leaf, Platform CA,
@@ -158,16 +156,9 @@ pub fn quote(report_data: &[u8; 64], opts: &TdxOptions) -> Result<Vec<u8>> {
     }
     q.extend_from_slice(&body);
 
-    let sig = keys::sign(
-        Key::QeAk,
-        &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-        "QE attestation key",
-        &q,
-    )?;
+    let sig = keys::sign(Key::QeAk, &signature::ECDSA_P256_SHA256_FIXED_SIGNING, "QE attestation key", &q)?;
     let ak = keys::p256_public(Key::QeAk)?;
-    let ak_raw = ak
-        .get(1..)
-        .ok_or(Error::Fixture("tdx/attestation_key.key.pem"))?;
+    let ak_raw = ak.get(1..).ok_or(Error::Fixture("tdx/attestation_key.key.pem"))?;
 
     let chain = pck_chain_pem_nul()?;
     let auth_data = params::tdx::qe_auth_data();
@@ -314,11 +305,7 @@ fn sgx_components(svns: &[u8; 16]) -> Vec<Component> {
         .enumerate()
         .map(|(i, svn)| {
             let (category, kind) = labels.get(i).copied().unwrap_or((None, None));
-            Component {
-                svn: *svn,
-                category,
-                kind,
-            }
+            Component { svn: *svn, category, kind }
         })
         .collect()
 }
@@ -333,11 +320,7 @@ fn tdx_components(svns: &[u8; 16]) -> Vec<Component> {
         .enumerate()
         .map(|(i, svn)| {
             let (category, kind) = labels.get(i).copied().unwrap_or((None, None));
-            Component {
-                svn: *svn,
-                category,
-                kind,
-            }
+            Component { svn: *svn, category, kind }
         })
         .collect()
 }
@@ -378,15 +361,9 @@ pub(crate) fn rfc3339(t: OffsetDateTime) -> Result<String> {
     let t = t
         .to_offset(time::UtcOffset::UTC)
         .replace_nanosecond(0)
-        .map_err(|e| Error::Encode {
-            what: "timestamp",
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| Error::Encode { what: "timestamp", reason: e.to_string() })?;
     t.format(&time::format_description::well_known::Rfc3339)
-        .map_err(|e| Error::Encode {
-            what: "timestamp",
-            reason: e.to_string(),
-        })
+        .map_err(|e| Error::Encode { what: "timestamp", reason: e.to_string() })
 }
 
 fn tcb_info_json(issue: &str, next: &str) -> Result<String> {
@@ -420,9 +397,7 @@ fn tcb_info_json(issue: &str, next: &str) -> Result<String> {
             attributes_mask: "FFFFFFFFFFFFFFFF".into(),
             tcb_levels: vec![
                 IsvTcbLevel {
-                    tcb: IsvSvn {
-                        isvsvn: svn[0].into(),
-                    },
+                    tcb: IsvSvn { isvsvn: svn[0].into() },
                     tcb_date: TCB_DATE_UP_TO_DATE,
                     tcb_status: "UpToDate",
                     advisory_ids: vec![],
@@ -458,10 +433,7 @@ fn tcb_info_json(issue: &str, next: &str) -> Result<String> {
             },
         ],
     };
-    serde_json::to_string(&info).map_err(|e| Error::Encode {
-        what: "TCB info",
-        reason: e.to_string(),
-    })
+    serde_json::to_string(&info).map_err(|e| Error::Encode { what: "TCB info", reason: e.to_string() })
 }
 
 fn qe_identity_json(issue: &str, next: &str) -> Result<String> {
@@ -479,27 +451,20 @@ fn qe_identity_json(issue: &str, next: &str) -> Result<String> {
         isvprodid: params::tdx::QE_ISV_PROD_ID,
         tcb_levels: vec![
             IsvTcbLevel {
-                tcb: IsvSvn {
-                    isvsvn: params::tdx::QE_ISV_SVN,
-                },
+                tcb: IsvSvn { isvsvn: params::tdx::QE_ISV_SVN },
                 tcb_date: TCB_DATE_UP_TO_DATE,
                 tcb_status: "UpToDate",
                 advisory_ids: vec![],
             },
             IsvTcbLevel {
-                tcb: IsvSvn {
-                    isvsvn: params::tdx::QE_ISV_SVN.saturating_sub(2),
-                },
+                tcb: IsvSvn { isvsvn: params::tdx::QE_ISV_SVN.saturating_sub(2) },
                 tcb_date: TCB_DATE_OUT_OF_DATE,
                 tcb_status: "OutOfDate",
                 advisory_ids: vec![SIM_ADVISORY],
             },
         ],
     };
-    serde_json::to_string(&id).map_err(|e| Error::Encode {
-        what: "QE identity",
-        reason: e.to_string(),
-    })
+    serde_json::to_string(&id).map_err(|e| Error::Encode { what: "QE identity", reason: e.to_string() })
 }
 
 /// A v2 CRL signed with ECDSA P-256/SHA-256 by `issuer_key`, shaped like Intel's:
@@ -521,17 +486,12 @@ fn crl(
     let entries: Vec<Vec<u8>> = revoked
         .iter()
         .map(|(serial, reason)| {
-            let reason_ext =
-                der::extension(der::oids::CRL_REASON, false, &der::enumerated(*reason));
+            let reason_ext = der::extension(der::oids::CRL_REASON, false, &der::enumerated(*reason));
             der::seq(&[&der::uint_bytes(serial), &this, &der::seq(&[&reason_ext])])
         })
         .collect();
     let entry_refs: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
-    let revoked_seq = if entries.is_empty() {
-        Vec::new()
-    } else {
-        der::seq(&entry_refs)
-    };
+    let revoked_seq = if entries.is_empty() { Vec::new() } else { der::seq(&entry_refs) };
     let exts = der::ctx_cons(
         0,
         &der::seq(&[
@@ -539,30 +499,14 @@ fn crl(
             &der::extension(der::oids::AKI, false, &der::aki(&key_id)),
         ]),
     );
-    let tbs = der::seq(&[
-        &der::uint(1),
-        &alg,
-        &issuer,
-        &this,
-        &next,
-        &revoked_seq,
-        &exts,
-    ]);
-    let sig = pair
-        .sign(&ring::rand::SystemRandom::new(), &tbs)
-        .map_err(|_| Error::Signing("CRL issuer"))?;
+    let tbs = der::seq(&[&der::uint(1), &alg, &issuer, &this, &next, &revoked_seq, &exts]);
+    let sig = pair.sign(&ring::rand::SystemRandom::new(), &tbs).map_err(|_| Error::Signing("CRL issuer"))?;
     Ok(der::seq(&[&tbs, &alg, &der::bits(sig.as_ref())]))
 }
 
 /// The simulated root CA CRL (no revocations), DER.
 pub fn root_ca_crl(this_update: OffsetDateTime, next_update: OffsetDateTime) -> Result<Vec<u8>> {
-    crl(
-        params::tdx::ROOT_CN,
-        Key::IntelRoot,
-        this_update,
-        next_update,
-        &[],
-    )
+    crl(params::tdx::ROOT_CN, Key::IntelRoot, this_update, next_update, &[])
 }
 
 /// Serial number listed (revoked, keyCompromise) in the simulated PCK CRL; it belongs
@@ -571,13 +515,7 @@ pub const REVOKED_PCK_SERIAL: [u8; 20] = *b"\x7eveil-sim-revoked-01";
 
 /// The simulated PCK Platform CA CRL, DER. Lists [`REVOKED_PCK_SERIAL`].
 pub fn pck_crl(this_update: OffsetDateTime, next_update: OffsetDateTime) -> Result<Vec<u8>> {
-    crl(
-        params::tdx::PLATFORM_CA_CN,
-        Key::PlatformCa,
-        this_update,
-        next_update,
-        &[(&REVOKED_PCK_SERIAL, 1)],
-    )
+    crl(params::tdx::PLATFORM_CA_CN, Key::PlatformCa, this_update, next_update, &[(&REVOKED_PCK_SERIAL, 1)])
 }
 
 /// Collateral for [`quote`] as dcap-qvl `QuoteCollateralV3` JSON: TCB info v3 for the
@@ -595,18 +533,8 @@ pub fn collateral_json(issue: OffsetDateTime, next_update: OffsetDateTime) -> Re
     let tcb_info = tcb_info_json(&issue_s, &next_s)?;
     let qe_identity = qe_identity_json(&issue_s, &next_s)?;
     let fixed = &signature::ECDSA_P256_SHA256_FIXED_SIGNING;
-    let tcb_sig = keys::sign(
-        Key::TcbSigning,
-        fixed,
-        "TCB signing key",
-        tcb_info.as_bytes(),
-    )?;
-    let qe_sig = keys::sign(
-        Key::TcbSigning,
-        fixed,
-        "TCB signing key",
-        qe_identity.as_bytes(),
-    )?;
+    let tcb_sig = keys::sign(Key::TcbSigning, fixed, "TCB signing key", tcb_info.as_bytes())?;
+    let qe_sig = keys::sign(Key::TcbSigning, fixed, "TCB signing key", qe_identity.as_bytes())?;
     let root_pem = der::pem("CERTIFICATE", &c.intel_root);
     let signing_chain = [der::pem("CERTIFICATE", &c.tcb_signing), root_pem.clone()].concat();
     let collateral = Collateral {
@@ -620,8 +548,5 @@ pub fn collateral_json(issue: OffsetDateTime, next_update: OffsetDateTime) -> Re
         qe_identity,
         qe_identity_signature: hex::encode(qe_sig),
     };
-    serde_json::to_vec_pretty(&collateral).map_err(|e| Error::Encode {
-        what: "collateral",
-        reason: e.to_string(),
-    })
+    serde_json::to_vec_pretty(&collateral).map_err(|e| Error::Encode { what: "collateral", reason: e.to_string() })
 }

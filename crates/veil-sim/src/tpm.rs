@@ -66,8 +66,7 @@ pub struct TpmQuote {
 }
 
 fn tpm2b(out: &mut Vec<u8>, data: &[u8]) -> Result<()> {
-    let len =
-        u16::try_from(data.len()).map_err(|_| Error::invalid("TPM2B", "longer than 65535"))?;
+    let len = u16::try_from(data.len()).map_err(|_| Error::invalid("TPM2B", "longer than 65535"))?;
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(data);
     Ok(())
@@ -81,10 +80,7 @@ fn ak_point() -> Result<Vec<u8>> {
 /// The simulated AK as TPMT_PUBLIC (ECC P-256, restricted signing, ECDSA/SHA-256).
 pub fn ak_tpmt_public() -> Result<Vec<u8>> {
     let point = ak_point()?;
-    let (x, y) = point
-        .get(1..)
-        .and_then(|xy| xy.split_at_checked(32))
-        .ok_or(Error::Fixture("tpm/ak.key.pem"))?;
+    let (x, y) = point.get(1..).and_then(|xy| xy.split_at_checked(32)).ok_or(Error::Fixture("tpm/ak.key.pem"))?;
     let mut p = Vec::with_capacity(90);
     p.extend_from_slice(&TPM_ALG_ECC.to_be_bytes());
     p.extend_from_slice(&TPM_ALG_SHA256.to_be_bytes()); // nameAlg
@@ -117,9 +113,7 @@ pub fn ak_pem() -> Result<Vec<u8>> {
 /// Deterministic PCR values for cases: PCR i = SHA-256("veil-sim PCR i") for 0..=7.
 pub fn default_pcrs() -> BTreeMap<u32, [u8; 32]> {
     use sha2::Digest as _;
-    (0..8u32)
-        .map(|i| (i, sha2::Sha256::digest(format!("veil-sim PCR {i}")).into()))
-        .collect()
+    (0..8u32).map(|i| (i, sha2::Sha256::digest(format!("veil-sim PCR {i}")).into())).collect()
 }
 
 struct PcrMap<'a>(&'a BTreeMap<u32, [u8; 32]>);
@@ -146,19 +140,13 @@ struct QuoteEntry<'a> {
 pub fn quote(nonce: &[u8], pcrs: &BTreeMap<u32, [u8; 32]>) -> Result<TpmQuote> {
     use sha2::Digest as _;
     if nonce.len() > MAX_NONCE {
-        return Err(Error::invalid(
-            "nonce",
-            format!("{} bytes (at most {MAX_NONCE})", nonce.len()),
-        ));
+        return Err(Error::invalid("nonce", format!("{} bytes (at most {MAX_NONCE})", nonce.len())));
     }
     let mut select = [0u8; 3];
     let mut digest = sha2::Sha256::new();
     for (index, value) in pcrs {
         if *index > MAX_PCR {
-            return Err(Error::invalid(
-                "pcrs",
-                format!("PCR index {index} (at most {MAX_PCR})"),
-            ));
+            return Err(Error::invalid("pcrs", format!("PCR index {index} (at most {MAX_PCR})")));
         }
         if let Some(byte) = select.get_mut((index / 8) as usize) {
             *byte |= 1 << (index % 8);
@@ -186,12 +174,7 @@ pub fn quote(nonce: &[u8], pcrs: &BTreeMap<u32, [u8; 32]>) -> Result<TpmQuote> {
     a.extend_from_slice(&select);
     tpm2b(&mut a, &pcr_digest)?;
 
-    let sig = keys::sign(
-        Key::TpmAk,
-        &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-        "TPM AK",
-        &a,
-    )?;
+    let sig = keys::sign(Key::TpmAk, &signature::ECDSA_P256_SHA256_FIXED_SIGNING, "TPM AK", &a)?;
     let (r, s) = sig.split_at_checked(32).ok_or(Error::Signing("TPM AK"))?;
     let mut t = Vec::with_capacity(72);
     t.extend_from_slice(&TPM_ALG_ECDSA.to_be_bytes());
@@ -205,16 +188,7 @@ pub fn quote(nonce: &[u8], pcrs: &BTreeMap<u32, [u8; 32]>) -> Result<TpmQuote> {
         tpmt_signature: hex::encode(&t),
         pcrs: PcrMap(pcrs),
     };
-    let pcrs_json = serde_json::to_vec(&entry).map_err(|e| Error::Encode {
-        what: "quotes.json entry",
-        reason: e.to_string(),
-    })?;
-    Ok(TpmQuote {
-        attest: a,
-        signature: t,
-        ak_pem: ak_pem()?,
-        pcrs_json,
-        ak_public: ak_tpmt_public()?,
-        ak_name: name,
-    })
+    let pcrs_json =
+        serde_json::to_vec(&entry).map_err(|e| Error::Encode { what: "quotes.json entry", reason: e.to_string() })?;
+    Ok(TpmQuote { attest: a, signature: t, ak_pem: ak_pem()?, pcrs_json, ak_public: ak_tpmt_public()?, ak_name: name })
 }

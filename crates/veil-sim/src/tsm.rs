@@ -75,11 +75,7 @@ pub struct TsmConfig {
 
 impl Default for TsmConfig {
     fn default() -> Self {
-        Self {
-            snp: SnpOptions::default(),
-            tdx: TdxOptions::default(),
-            poll_interval: Duration::from_millis(3),
-        }
+        Self { snp: SnpOptions::default(), tdx: TdxOptions::default(), poll_interval: Duration::from_millis(3) }
     }
 }
 
@@ -104,13 +100,8 @@ impl TsmSim {
         fs::create_dir_all(root).map_err(|e| Error::io("create directory", root, e))?;
         let stop = Arc::new(AtomicBool::new(false));
         let errors = Arc::new(Mutex::new(Vec::new()));
-        let mut worker = Worker {
-            root: root.to_path_buf(),
-            provider,
-            config,
-            entries: HashMap::new(),
-            errors: Arc::clone(&errors),
-        };
+        let mut worker =
+            Worker { root: root.to_path_buf(), provider, config, entries: HashMap::new(), errors: Arc::clone(&errors) };
         let stop_flag = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("veil-sim-tsm".into())
@@ -121,12 +112,7 @@ impl TsmSim {
                 }
             })
             .map_err(|e| Error::io("spawn TSM thread for", root, e))?;
-        Ok(TsmSim {
-            root: root.to_path_buf(),
-            stop,
-            errors,
-            thread: Some(thread),
-        })
+        Ok(TsmSim { root: root.to_path_buf(), stop, errors, thread: Some(thread) })
     }
 
     /// The emulated `/sys/kernel/config/tsm/report` directory.
@@ -178,10 +164,7 @@ struct Worker {
 
 fn read_opt(path: &Path) -> (Option<Vec<u8>>, Option<SystemTime>) {
     match fs::read(path) {
-        Ok(bytes) => (
-            Some(bytes),
-            fs::metadata(path).and_then(|m| m.modified()).ok(),
-        ),
+        Ok(bytes) => (Some(bytes), fs::metadata(path).and_then(|m| m.modified()).ok()),
         Err(_) => (None, None),
     }
 }
@@ -225,11 +208,7 @@ impl Worker {
     fn visit(&mut self, dir: &Path) -> Result<()> {
         if !self.entries.contains_key(dir) {
             // A fresh report directory: the attributes configfs would show at mkdir.
-            write_atomic(
-                dir,
-                "provider",
-                format!("{}\n", self.provider.name()).as_bytes(),
-            )?;
+            write_atomic(dir, "provider", format!("{}\n", self.provider.name()).as_bytes())?;
             write_atomic(dir, "generation", b"0\n")?;
             if self.provider == Provider::SevGuest {
                 write_atomic(dir, "privlevel_floor", b"0\n")?;
@@ -276,10 +255,7 @@ impl Worker {
 
     fn answer(&self, obs: &Observation) -> Result<(Vec<u8>, Option<Vec<u8>>)> {
         if obs.inblob.len() > 64 {
-            return Err(Error::invalid(
-                "inblob",
-                format!("{} bytes (at most 64)", obs.inblob.len()),
-            ));
+            return Err(Error::invalid("inblob", format!("{} bytes (at most 64)", obs.inblob.len())));
         }
         let mut report_data = [0u8; 64];
         if let Some(dst) = report_data.get_mut(..obs.inblob.len()) {
@@ -293,9 +269,7 @@ impl Worker {
                         .parse::<u32>()
                         .ok()
                         .filter(|v| *v <= 3)
-                        .ok_or_else(|| {
-                            Error::invalid("privlevel", format!("{level:?} (must be 0..=3)"))
-                        })?;
+                        .ok_or_else(|| Error::invalid("privlevel", format!("{level:?} (must be 0..=3)")))?;
                 }
                 let ev = snp::report(&report_data, &opts)?;
                 Ok((ev.report, Some(ev.cert_table)))

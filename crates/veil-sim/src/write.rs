@@ -52,10 +52,7 @@ fn write_file(dir: &Path, name: &str, data: &[u8]) -> Result<()> {
 
 fn padded_report_data(data: &[u8]) -> Result<[u8; 64]> {
     if data.len() > 64 {
-        return Err(Error::invalid(
-            "report_data",
-            format!("{} bytes (at most 64)", data.len()),
-        ));
+        return Err(Error::invalid("report_data", format!("{} bytes (at most 64)", data.len())));
     }
     let mut out = [0u8; 64];
     if let Some(dst) = out.get_mut(..data.len()) {
@@ -78,21 +75,13 @@ fn text(v: impl Into<String>) -> toml::Value {
 /// bytes, zero-padded to 64 as configfs-tsm does); for TPM it is the nonce (at most 64
 /// bytes, used as-is). `at` becomes `verify_at`; TDX collateral is issued a day before
 /// `at` and expires 29 days after it. Returns the path of `case.toml`.
-pub fn write_case(
-    kind: &str,
-    report_data_or_nonce: &[u8],
-    dir: &Path,
-    at: OffsetDateTime,
-) -> Result<PathBuf> {
+pub fn write_case(kind: &str, report_data_or_nonce: &[u8], dir: &Path, at: OffsetDateTime) -> Result<PathBuf> {
     let not_before = OffsetDateTime::from_unix_timestamp(params::CERT_NOT_BEFORE)
         .map_err(|e| Error::invalid("at", e.to_string()))?;
-    let not_after = OffsetDateTime::from_unix_timestamp(params::CERT_NOT_AFTER)
-        .map_err(|e| Error::invalid("at", e.to_string()))?;
+    let not_after =
+        OffsetDateTime::from_unix_timestamp(params::CERT_NOT_AFTER).map_err(|e| Error::invalid("at", e.to_string()))?;
     if at < not_before || at > not_after {
-        return Err(Error::invalid(
-            "at",
-            "outside the simulated certificates' validity (2024-01-01 ..= 2049-12-31)",
-        ));
+        return Err(Error::invalid("at", "outside the simulated certificates' validity (2024-01-01 ..= 2049-12-31)"));
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))?;
     let verify_at = tdx::rfc3339(at)?;
@@ -108,33 +97,20 @@ pub fn write_case(
             write_file(dir, "cert_table.bin", &ev.cert_table)?;
             claims.insert("version".into(), int(opts.version));
             claims.insert("guest_svn".into(), int(opts.guest_svn));
-            claims.insert(
-                "policy".into(),
-                int(i64::try_from(opts.policy).unwrap_or(i64::MAX)),
-            );
+            claims.insert("policy".into(), int(i64::try_from(opts.policy).unwrap_or(i64::MAX)));
             claims.insert("vmpl".into(), int(opts.vmpl));
             claims.insert("signing_key".into(), text("vcek"));
             claims.insert("measurement".into(), text(hex::encode(opts.measurement)));
             claims.insert("host_data".into(), text(hex::encode(opts.host_data)));
-            claims.insert(
-                "reported_tcb".into(),
-                text(format!("{:#018x}", snp::tcb_version())),
-            );
-            claims.insert(
-                "chip_id_prefix".into(),
-                text(hex::encode(&snp::chip_id()[..8])),
-            );
+            claims.insert("reported_tcb".into(), text(format!("{:#018x}", snp::tcb_version())));
+            claims.insert("chip_id_prefix".into(), text(hex::encode(&snp::chip_id()[..8])));
             claims.insert("product".into(), text(params::snp::VCEK_PRODUCT_NAME));
             Case {
                 name: "sim/snp".into(),
                 kind: "snp",
                 dir: ".",
                 simulated: true,
-                files: BTreeMap::from([
-                    ("report", "report.bin"),
-                    ("vcek", "vcek.der"),
-                    ("chain", "cert_chain.pem"),
-                ]),
+                files: BTreeMap::from([("report", "report.bin"), ("vcek", "vcek.der"), ("chain", "cert_chain.pem")]),
                 pcr_bank: None,
                 verify_at,
                 expect: "accept",
@@ -164,10 +140,7 @@ pub fn write_case(
             claims.insert("mr_td".into(), text(hex::encode(opts.mr_td)));
             claims.insert("rtmr0".into(), text(hex::encode(opts.rtmr[0])));
             claims.insert("tee_tcb_svn".into(), text(hex::encode(opts.tee_tcb_svn)));
-            claims.insert(
-                "td_attributes".into(),
-                text(hex::encode(opts.td_attributes.to_le_bytes())),
-            );
+            claims.insert("td_attributes".into(), text(hex::encode(opts.td_attributes.to_le_bytes())));
             claims.insert("xfam".into(), text(hex::encode(opts.xfam.to_le_bytes())));
             claims.insert("fmspc".into(), text(hex::encode(params::tdx::FMSPC)));
             claims.insert("tcb_date".into(), text(tdx::TCB_DATE_UP_TO_DATE));
@@ -211,24 +184,15 @@ pub fn write_case(
             write_file(dir, "quotes.json", &quotes)?;
             let digest_at = q.attest.len().saturating_sub(32);
             claims.insert("pcr_bank".into(), text("sha256"));
-            claims.insert(
-                "pcr_select".into(),
-                toml::Value::Array(pcrs.keys().map(|k| int(*k)).collect()),
-            );
-            claims.insert(
-                "pcr_digest".into(),
-                text(hex::encode(&q.attest[digest_at..])),
-            );
+            claims.insert("pcr_select".into(), toml::Value::Array(pcrs.keys().map(|k| int(*k)).collect()));
+            claims.insert("pcr_digest".into(), text(hex::encode(&q.attest[digest_at..])));
             if let Some(pcr0) = pcrs.get(&0) {
                 claims.insert("pcr0".into(), text(hex::encode(pcr0)));
             }
             claims.insert("qualified_signer".into(), text(hex::encode(&q.ak_name)));
             claims.insert("ak_name".into(), text(hex::encode(&q.ak_name)));
             claims.insert("sig_scheme".into(), text("ecdsa-sha256"));
-            claims.insert(
-                "firmware_version".into(),
-                text(format!("{:#018x}", tpm::FIRMWARE_VERSION)),
-            );
+            claims.insert("firmware_version".into(), text(format!("{:#018x}", tpm::FIRMWARE_VERSION)));
             Case {
                 name: "sim/tpm".into(),
                 kind: "tpm",
@@ -255,16 +219,11 @@ pub fn write_case(
             }
         }
         other => {
-            return Err(Error::invalid(
-                "kind",
-                format!("{other:?} (expected snp, tdx or tpm)"),
-            ));
+            return Err(Error::invalid("kind", format!("{other:?} (expected snp, tdx or tpm)")));
         }
     };
-    let body = toml::to_string(&CaseFile { case: vec![case] }).map_err(|e| Error::Encode {
-        what: "case.toml",
-        reason: e.to_string(),
-    })?;
+    let body = toml::to_string(&CaseFile { case: vec![case] })
+        .map_err(|e| Error::Encode { what: "case.toml", reason: e.to_string() })?;
     let text = format!(
         "# SIMULATED evidence written by veil-sim (veil attest simulate). NOT real hardware\n\
          # evidence: it verifies only when the verifier trusts the simulated roots.\n{body}"

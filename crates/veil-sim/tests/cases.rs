@@ -18,19 +18,9 @@ fn danger_module_embeds_exactly_the_fixture_certificates() {
     assert_eq!(danger::intel_roots()[0].der, tdx::root_der());
     assert_eq!(danger::intel_intermediates()[0].der, tdx::platform_ca_der());
     assert_eq!(danger::intel_intermediates()[1].der, tdx::tcb_signing_der());
-    assert_eq!(
-        danger::simulated_cert_name(snp::ark_der()),
-        Some("Veil simulated ARK-Milan")
-    );
-    assert_eq!(
-        danger::simulated_cert_name(tdx::root_der()),
-        Some("Veil simulated Intel SGX Root CA")
-    );
-    assert_eq!(
-        danger::simulated_cert_name(snp::vcek_der()),
-        None,
-        "leaves are not anchors"
-    );
+    assert_eq!(danger::simulated_cert_name(snp::ark_der()), Some("Veil simulated ARK-Milan"));
+    assert_eq!(danger::simulated_cert_name(tdx::root_der()), Some("Veil simulated Intel SGX Root CA"));
+    assert_eq!(danger::simulated_cert_name(snp::vcek_der()), None, "leaves are not anchors");
     assert!(!tdx::root_der().is_empty() && !snp::vcek_der().is_empty());
 }
 
@@ -86,10 +76,7 @@ fn write_case_snp() -> Result<()> {
     assert_eq!(vcek, snp::vcek_der());
     let chain = std::fs::read(tmp.path().join(files["chain"].as_str().context("chain")?))?;
     assert_eq!(common::pem_certs(&chain).len(), 2);
-    assert_eq!(
-        case["claims"]["reported_tcb"].as_str(),
-        Some("0xd918000000000004")
-    );
+    assert_eq!(case["claims"]["reported_tcb"].as_str(), Some("0xd918000000000004"));
     assert!(write::write_case("snp", &[0; 65], tmp.path(), at).is_err());
     assert!(write::write_case("sgx", b"", tmp.path(), at).is_err());
     assert!(write::write_case("snp", b"", tmp.path(), datetime!(2023-01-01 0:00 UTC)).is_err());
@@ -106,16 +93,10 @@ fn write_case_tdx_verifies_at_verify_at() -> Result<()> {
     assert_eq!(case["expect_qe_status"].as_str(), Some("UpToDate"));
     let files = case["files"].as_table().context("files")?;
     let quote = std::fs::read(tmp.path().join(files["quote"].as_str().context("quote")?))?;
-    let collateral: dcap_qvl::QuoteCollateralV3 = serde_json::from_slice(&std::fs::read(
-        tmp.path()
-            .join(files["collateral"].as_str().context("collateral")?),
-    )?)?;
+    let collateral: dcap_qvl::QuoteCollateralV3 =
+        serde_json::from_slice(&std::fs::read(tmp.path().join(files["collateral"].as_str().context("collateral")?))?)?;
     let root = std::fs::read(tmp.path().join(files["root"].as_str().context("root")?))?;
-    let report = dcap_qvl::verify::QuoteVerifier::new(root).verify(
-        &quote,
-        &collateral,
-        at.unix_timestamp() as u64,
-    )?;
+    let report = dcap_qvl::verify::QuoteVerifier::new(root).verify(&quote, &collateral, at.unix_timestamp() as u64)?;
     assert_eq!(report.status, "UpToDate");
     Ok(())
 }
@@ -123,35 +104,18 @@ fn write_case_tdx_verifies_at_verify_at() -> Result<()> {
 #[test]
 fn write_case_tpm() -> Result<()> {
     let tmp = tempfile::tempdir()?;
-    let path = write::write_case(
-        "tpm",
-        b"\x90\x09",
-        tmp.path(),
-        datetime!(2026-01-01 0:00 UTC),
-    )?;
+    let path = write::write_case("tpm", b"\x90\x09", tmp.path(), datetime!(2026-01-01 0:00 UTC))?;
     let case = load_case(&path)?;
     assert_eq!(case["pcr_bank"].as_str(), Some("sha256"));
     assert_eq!(case["nonce"].as_str(), Some("9009"));
     let files = case["files"].as_table().context("files")?;
     for role in ["attest", "signature", "ak", "pcrs"] {
-        assert!(
-            tmp.path()
-                .join(files[role].as_str().context("role")?)
-                .exists(),
-            "{role}"
-        );
+        assert!(tmp.path().join(files[role].as_str().context("role")?).exists(), "{role}");
     }
-    let quotes: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(tmp.path().join("quotes.json"))?)?;
-    let entry = quotes
-        .as_array()
-        .and_then(|a| a.iter().find(|e| e["hash"] == "sha256"))
-        .context("sha256 entry")?;
+    let quotes: serde_json::Value = serde_json::from_slice(&std::fs::read(tmp.path().join("quotes.json"))?)?;
+    let entry = quotes.as_array().and_then(|a| a.iter().find(|e| e["hash"] == "sha256")).context("sha256 entry")?;
     assert_eq!(entry["pcrs"].as_object().map(|m| m.len()), Some(8));
     let attest = std::fs::read(tmp.path().join("quote_sha256.tpms_attest.bin"))?;
-    assert_eq!(
-        entry["tpms_attest"].as_str(),
-        Some(hex::encode(&attest).as_str())
-    );
+    assert_eq!(entry["tpms_attest"].as_str(), Some(hex::encode(&attest).as_str()));
     Ok(())
 }

@@ -34,10 +34,7 @@ fn verifier() -> QuoteVerifier {
 
 #[test]
 fn v4_quote_verifies_with_dcap_qvl_up_to_date() -> Result<()> {
-    let opts = TdxOptions {
-        mr_owner: [0x42; 48],
-        ..TdxOptions::default()
-    };
+    let opts = TdxOptions { mr_owner: [0x42; 48], ..TdxOptions::default() };
     let quote = tdx::quote(&rd(), &opts)?;
     let report = verifier().verify(&quote, &collateral()?, secs(ISSUE) + 3600)?;
     assert_eq!(report.status, "UpToDate");
@@ -58,16 +55,9 @@ fn v4_quote_verifies_with_dcap_qvl_up_to_date() -> Result<()> {
 
 #[test]
 fn v5_quote_verifies_with_dcap_qvl() -> Result<()> {
-    let opts = TdxOptions {
-        version: 5,
-        ..TdxOptions::default()
-    };
+    let opts = TdxOptions { version: 5, ..TdxOptions::default() };
     let quote = tdx::quote(&rd(), &opts)?;
-    assert_eq!(
-        u16::from_le_bytes([quote[48], quote[49]]),
-        3,
-        "body type TD 1.5"
-    );
+    assert_eq!(u16::from_le_bytes([quote[48], quote[49]]), 3, "body type TD 1.5");
     assert_eq!(u32::from_le_bytes(quote[50..54].try_into()?), 648);
     let report = verifier().verify(&quote, &collateral()?, secs(NEXT) - 1)?;
     assert_eq!(report.status, "UpToDate");
@@ -76,28 +66,15 @@ fn v5_quote_verifies_with_dcap_qvl() -> Result<()> {
 
 #[test]
 fn older_tcb_is_out_of_date_and_outside_window_fails() -> Result<()> {
-    let old = TdxOptions {
-        tee_tcb_svn: [2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-        ..TdxOptions::default()
-    };
+    let old = TdxOptions { tee_tcb_svn: [2, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], ..TdxOptions::default() };
     let quote = tdx::quote(&rd(), &old)?;
     let report = verifier().verify(&quote, &collateral()?, secs(ISSUE) + 10)?;
     assert_eq!(report.status, "OutOfDate");
     assert_eq!(report.advisory_ids, vec![tdx::SIM_ADVISORY.to_string()]);
 
     let good = tdx::quote(&rd(), &TdxOptions::default())?;
-    assert!(
-        verifier()
-            .verify(&good, &collateral()?, secs(NEXT) + 10)
-            .is_err(),
-        "expired"
-    );
-    assert!(
-        verifier()
-            .verify(&good, &collateral()?, secs(ISSUE) - 10)
-            .is_err(),
-        "not yet"
-    );
+    assert!(verifier().verify(&good, &collateral()?, secs(NEXT) + 10).is_err(), "expired");
+    assert!(verifier().verify(&good, &collateral()?, secs(ISSUE) - 10).is_err(), "not yet");
     // Anchored at Intel's real root, simulated evidence is refused.
     assert!(dcap_qvl::verify::verify(&good, &collateral()?, secs(ISSUE) + 10).is_err());
     Ok(())
@@ -109,34 +86,15 @@ fn tampering_is_detected() -> Result<()> {
     for offset in [0x30 + 520, 0x30 + 136, 700, 640 + 64 + 100] {
         let mut bad = quote.clone();
         bad[offset] ^= 1;
-        assert!(
-            verifier()
-                .verify(&bad, &collateral()?, secs(ISSUE) + 10)
-                .is_err(),
-            "flip at {offset} accepted"
-        );
+        assert!(verifier().verify(&bad, &collateral()?, secs(ISSUE) + 10).is_err(), "flip at {offset} accepted");
     }
     let mut c = collateral()?;
     c.tcb_info = c.tcb_info.replace("UpToDate", "UpToDatf");
     let quote_ok = tdx::quote(&rd(), &TdxOptions::default())?;
-    assert!(
-        verifier().verify(&quote_ok, &c, secs(ISSUE) + 10).is_err(),
-        "TCB info signature"
-    );
+    assert!(verifier().verify(&quote_ok, &c, secs(ISSUE) + 10).is_err(), "TCB info signature");
     // Debug TD is refused by dcap-qvl's attribute check.
-    let debug = TdxOptions {
-        td_attributes: 0x1000_0001,
-        ..TdxOptions::default()
-    };
-    assert!(
-        verifier()
-            .verify(
-                &tdx::quote(&rd(), &debug)?,
-                &collateral()?,
-                secs(ISSUE) + 10
-            )
-            .is_err()
-    );
+    let debug = TdxOptions { td_attributes: 0x1000_0001, ..TdxOptions::default() };
+    assert!(verifier().verify(&tdx::quote(&rd(), &debug)?, &collateral()?, secs(ISSUE) + 10).is_err());
     Ok(())
 }
 
@@ -149,10 +107,7 @@ fn pck_extension_parses_like_intels() -> Result<()> {
     assert_eq!(ext.pce_id, vec![0, 0]);
     assert_eq!(ext.sgx_type, 1);
     assert_eq!(ext.smt_enabled, Some(true));
-    assert_eq!(
-        ext.platform_instance_id,
-        Some(veil_sim::params::tdx::PLATFORM_INSTANCE_ID.to_vec())
-    );
+    assert_eq!(ext.platform_instance_id, Some(veil_sim::params::tdx::PLATFORM_INSTANCE_ID.to_vec()));
     common::verify_issued_by(tdx::pck_der(), tdx::platform_ca_der())?;
     common::verify_issued_by(tdx::platform_ca_der(), tdx::root_der())?;
     common::verify_issued_by(tdx::tcb_signing_der(), tdx::root_der())?;
@@ -166,21 +121,8 @@ fn deterministic_layout() -> Result<()> {
     let b = tdx::quote(&rd(), &TdxOptions::default())?;
     assert_eq!(a.len(), b.len());
     assert_eq!(a[..632], b[..632], "header and body");
-    assert_eq!(
-        a[632 + 4 + 64..],
-        b[632 + 4 + 64..],
-        "everything after the ISV signature"
-    );
-    assert!(
-        tdx::quote(
-            &rd(),
-            &TdxOptions {
-                version: 3,
-                ..TdxOptions::default()
-            }
-        )
-        .is_err()
-    );
+    assert_eq!(a[632 + 4 + 64..], b[632 + 4 + 64..], "everything after the ISV signature");
+    assert!(tdx::quote(&rd(), &TdxOptions { version: 3, ..TdxOptions::default() }).is_err());
     assert!(tdx::collateral_json(NEXT, ISSUE).is_err());
     Ok(())
 }
@@ -206,11 +148,7 @@ fn layout_matches_real_v4_quote() -> Result<()> {
     };
     let real = std::fs::read(v.join("tdx/dcapqvl-tdx_quote/quote.bin"))?;
     let ours = tdx::quote(&rd(), &TdxOptions::default())?;
-    assert_eq!(
-        real[..12],
-        ours[..12],
-        "version, key type, TEE type, reserved"
-    );
+    assert_eq!(real[..12], ours[..12], "version, key type, TEE type, reserved");
     assert_eq!(real[12..28], ours[12..28], "QE vendor id");
     let (rt, rit, ril, rend) = walk(&real);
     let (ot, oit, oil, oend) = walk(&ours);
@@ -223,11 +161,7 @@ fn layout_matches_real_v4_quote() -> Result<()> {
     let our_chain = common::pem_certs(&ours[oend - oil..oend]);
     assert_eq!((real_chain.len(), our_chain.len()), (3, 3));
     // TD attributes / XFAM / TEE_TCB_SVN shapes of a real TD.
-    assert_eq!(
-        real[48 + 120..48 + 128],
-        ours[48 + 120..48 + 128],
-        "TD attributes"
-    );
+    assert_eq!(real[48 + 120..48 + 128], ours[48 + 120..48 + 128], "TD attributes");
     assert_eq!(real[48 + 128..48 + 136], ours[48 + 128..48 + 136], "XFAM");
     // Real PCK extension has the same size and structure as ours.
     let real_ext = dcap_qvl::intel::parse_pck_extension(&real_chain[0])?;
@@ -239,12 +173,7 @@ fn layout_matches_real_v4_quote() -> Result<()> {
 #[test]
 fn collateral_json_has_dcap_qvl_shape() -> Result<()> {
     let json: serde_json::Value = serde_json::from_slice(&tdx::collateral_json(ISSUE, NEXT)?)?;
-    let keys: Vec<&str> = json
-        .as_object()
-        .context("object")?
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let keys: Vec<&str> = json.as_object().context("object")?.keys().map(String::as_str).collect();
     let mut expected = vec![
         "pck_crl_issuer_chain",
         "root_ca_crl",
@@ -260,16 +189,12 @@ fn collateral_json_has_dcap_qvl_shape() -> Result<()> {
     let mut got = keys.clone();
     got.sort_unstable();
     assert_eq!(got, expected);
-    let tcb: serde_json::Value =
-        serde_json::from_str(json["tcb_info"].as_str().context("tcb_info")?)?;
+    let tcb: serde_json::Value = serde_json::from_str(json["tcb_info"].as_str().context("tcb_info")?)?;
     assert_eq!(tcb["id"], "TDX");
     assert_eq!(tcb["version"], 3);
     assert_eq!(tcb["issueDate"], "2026-03-01T00:00:00Z");
     assert_eq!(tcb["nextUpdate"], "2026-03-31T00:00:00Z");
-    assert_eq!(
-        tcb["fmspc"],
-        hex::encode_upper(veil_sim::params::tdx::FMSPC)
-    );
+    assert_eq!(tcb["fmspc"], hex::encode_upper(veil_sim::params::tdx::FMSPC));
     assert_eq!(tcb["tcbLevels"][0]["tcbStatus"], "UpToDate");
     assert_eq!(tcb["tcbLevels"][1]["tcbStatus"], "OutOfDate");
     let qe: serde_json::Value = serde_json::from_str(json["qe_identity"].as_str().context("qe")?)?;

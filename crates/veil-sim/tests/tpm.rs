@@ -16,9 +16,7 @@ type Attest = (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>);
 fn parse_attest(a: &[u8]) -> Result<Attest> {
     let mut p = 0usize;
     let mut take = |n: usize| -> Result<&[u8]> {
-        let s = a
-            .get(p..p + n)
-            .ok_or_else(|| anyhow::anyhow!("short at {p}"))?;
+        let s = a.get(p..p + n).ok_or_else(|| anyhow::anyhow!("short at {p}"))?;
         p += n;
         Ok(s)
     };
@@ -43,10 +41,7 @@ fn parse_attest(a: &[u8]) -> Result<Attest> {
 fn verify_sig(q: &tpm::TpmQuote) -> Result<()> {
     let s = &q.signature;
     ensure!(s[..4] == [0x00, 0x18, 0x00, 0x0b], "ECDSA/SHA256");
-    ensure!(
-        s[4..6] == [0, 32] && s[38..40] == [0, 32] && s.len() == 72,
-        "TPM2B r, s"
-    );
+    ensure!(s[4..6] == [0, 32] && s[38..40] == [0, 32] && s.len() == 72, "TPM2B r, s");
     let mut rs = s[6..38].to_vec();
     rs.extend_from_slice(&s[40..72]);
     let pem = String::from_utf8(q.ak_pem.clone())?;
@@ -61,13 +56,7 @@ fn verify_sig(q: &tpm::TpmQuote) -> Result<()> {
 
 #[test]
 fn quote_structure_signature_and_digest() -> Result<()> {
-    let pcrs: BTreeMap<u32, [u8; 32]> = [
-        (0, [1u8; 32]),
-        (7, [7u8; 32]),
-        (10, [10u8; 32]),
-        (23, [2u8; 32]),
-    ]
-    .into();
+    let pcrs: BTreeMap<u32, [u8; 32]> = [(0, [1u8; 32]), (7, [7u8; 32]), (10, [10u8; 32]), (23, [2u8; 32])].into();
     let nonce = b"fresh nonce 0123456789";
     let q = tpm::quote(nonce, &pcrs)?;
     let (name, extra, select, digest) = parse_attest(&q.attest)?;
@@ -102,10 +91,7 @@ fn limits_and_determinism() -> Result<()> {
     assert!(tpm::quote(b"", &[(24, [0; 32])].into()).is_err());
     let a = tpm::quote(b"n", &tpm::default_pcrs())?;
     let b = tpm::quote(b"n", &tpm::default_pcrs())?;
-    assert_eq!(
-        a.attest, b.attest,
-        "TPMS_ATTEST is a function of the inputs"
-    );
+    assert_eq!(a.attest, b.attest, "TPMS_ATTEST is a function of the inputs");
     assert_eq!(a.ak_pem, b.ak_pem);
     let empty = tpm::quote(b"", &tpm::default_pcrs())?;
     assert_eq!(parse_attest(&empty.attest)?.1, Vec::<u8>::new());
@@ -117,19 +103,11 @@ fn layout_matches_real_quote() -> Result<()> {
     let Some(v) = common::vectors() else {
         return Ok(());
     };
-    let real =
-        std::fs::read(v.join("tpm/gotpmtools-gce-cos85-nonce9009/quote_sha256.tpms_attest.bin"))?;
+    let real = std::fs::read(v.join("tpm/gotpmtools-gce-cos85-nonce9009/quote_sha256.tpms_attest.bin"))?;
     let (name, extra, select, digest) = parse_attest(&real)?;
-    assert_eq!(
-        (name.len(), extra, select.len(), digest.len()),
-        (34, vec![0x90, 0x09], 3, 32)
-    );
+    assert_eq!((name.len(), extra, select.len(), digest.len()), (34, vec![0x90, 0x09], 3, 32));
     let ours = tpm::quote(&[0x90, 0x09], &(0..24).map(|i| (i, [0u8; 32])).collect())?;
-    assert_eq!(
-        ours.attest.len(),
-        real.len(),
-        "same size for the same selection and nonce"
-    );
+    assert_eq!(ours.attest.len(), real.len(), "same size for the same selection and nonce");
     let (_, _, select, _) = parse_attest(&ours.attest)?;
     assert_eq!(select, vec![0xff, 0xff, 0xff]);
     Ok(())

@@ -9,18 +9,11 @@ use anyhow::{Context, Result, bail};
 use veil_sim::tsm::{Provider, TsmSim};
 
 fn generation(dir: &Path) -> u64 {
-    fs::read_to_string(dir.join("generation"))
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
+    fs::read_to_string(dir.join("generation")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
 }
 
 /// One report request the way an attester does it; returns (outblob, auxblob).
-fn request(
-    dir: &Path,
-    inblob: &[u8],
-    privlevel: Option<u32>,
-) -> Result<(Vec<u8>, Option<Vec<u8>>)> {
+fn request(dir: &Path, inblob: &[u8], privlevel: Option<u32>) -> Result<(Vec<u8>, Option<Vec<u8>>)> {
     if !dir.exists() {
         fs::create_dir(dir)?;
     }
@@ -56,19 +49,12 @@ fn sev_guest_round_trip() -> Result<()> {
     let dir = root.join("req0");
 
     let (out, aux) = request(&dir, b"nonce-1", Some(2))?;
-    assert_eq!(
-        fs::read_to_string(dir.join("provider"))?.trim(),
-        "sev_guest"
-    );
+    assert_eq!(fs::read_to_string(dir.join("provider"))?.trim(), "sev_guest");
     assert_eq!(out.len(), 1184);
     let mut expect = [0u8; 64];
     expect[..7].copy_from_slice(b"nonce-1");
     assert_eq!(&out[0x50..0x90], &expect);
-    assert_eq!(
-        u32::from_le_bytes(out[0x30..0x34].try_into()?),
-        2,
-        "VMPL = privlevel"
-    );
+    assert_eq!(u32::from_le_bytes(out[0x30..0x34].try_into()?), 2, "VMPL = privlevel");
     let aux = aux.context("auxblob")?;
     assert_eq!(&aux[..16], &veil_sim::snp::guid::VCEK);
     assert_eq!(generation(&dir), 1);
@@ -105,10 +91,7 @@ fn tdx_guest_round_trip_and_stop_on_drop() -> Result<()> {
     {
         let _sim = TsmSim::start(&root, Provider::TdxGuest)?;
         let (out, aux) = request(&dir, &[0xAB; 64], None)?;
-        assert_eq!(
-            fs::read_to_string(dir.join("provider"))?.trim(),
-            "tdx_guest"
-        );
+        assert_eq!(fs::read_to_string(dir.join("provider"))?.trim(), "tdx_guest");
         assert!(aux.is_none(), "TDX has no auxblob");
         assert_eq!(u16::from_le_bytes([out[0], out[1]]), 4);
         assert_eq!(&out[48 + 520..48 + 584], &[0xAB; 64]);

@@ -24,15 +24,8 @@ pub fn pem_certs(pem: &[u8]) -> Vec<Vec<u8>> {
         let Some(end) = after.find("-----END CERTIFICATE-----") else {
             break;
         };
-        let b64: String = after[..end]
-            .chars()
-            .filter(|c| !c.is_whitespace())
-            .collect();
-        out.push(
-            base64::engine::general_purpose::STANDARD
-                .decode(b64)
-                .expect("base64"),
-        );
+        let b64: String = after[..end].chars().filter(|c| !c.is_whitespace()).collect();
+        out.push(base64::engine::general_purpose::STANDARD.decode(b64).expect("base64"));
         rest = &after[end..];
     }
     out
@@ -43,10 +36,7 @@ pub fn verify_issued_by(child: &[u8], issuer: &[u8]) -> anyhow::Result<()> {
     use x509_parser::prelude::*;
     let (_, c) = X509Certificate::from_der(child)?;
     let (_, i) = X509Certificate::from_der(issuer)?;
-    anyhow::ensure!(
-        c.issuer().as_raw() == i.subject().as_raw(),
-        "issuer name mismatch"
-    );
+    anyhow::ensure!(c.issuer().as_raw() == i.subject().as_raw(), "issuer name mismatch");
     let alg_oid = c.signature_algorithm.algorithm.to_id_string();
     let key = i.public_key().subject_public_key.data.as_ref();
     let alg: &dyn ring::signature::VerificationAlgorithm = match alg_oid.as_str() {
