@@ -32,6 +32,19 @@ fn bench_snp(c: &mut Criterion) {
     let ev = snp::SnpEvidence { report: &report, vcek: Some(&vcek), vlek: None, chain: Some(&chain) };
     v.verify(&ev, &opts).unwrap();
     c.bench_function("snp_verify_cached_chain", |b| b.iter(|| v.verify(black_box(&ev), &opts).unwrap()));
+    // The floor: ring's P-384 ECDSA verification alone, over the same signed bytes.
+    let parsed = snp::parse_report(&report).unwrap();
+    let sig = parsed.signature_p1363();
+    let cert = x509_parser::parse_x509_certificate(&vcek).unwrap().1;
+    let key = cert.public_key().subject_public_key.data.to_vec();
+    let signed = &report[..snp::SIGNED_LEN];
+    c.bench_function("snp_p384_signature_only", |b| {
+        b.iter(|| {
+            ring::signature::UnparsedPublicKey::new(&ring::signature::ECDSA_P384_SHA384_FIXED, &key)
+                .verify(black_box(signed), &sig)
+                .unwrap()
+        })
+    });
     c.bench_function("snp_verify_cold", |b| {
         b.iter(|| snp::SnpVerifier::default().verify(black_box(&ev), &opts).unwrap())
     });
