@@ -112,6 +112,16 @@ pub fn verify_cert_signature(
     issuer_spki: &SubjectPublicKeyInfo<'_>,
     what: &str,
 ) -> Result<()> {
+    // The outer signatureAlgorithm and signature BIT STRING are not covered by the
+    // signature: pin them so a certificate has one encoding (RFC 5280 4.1.1.2).
+    if child.signature_algorithm != child.tbs_certificate.signature {
+        return Err(Error::chain(format!(
+            "{what}: signatureAlgorithm differs from the signed tbsCertificate.signature"
+        )));
+    }
+    if child.signature_value.unused_bits != 0 {
+        return Err(Error::chain(format!("{what}: signature BIT STRING has unused bits")));
+    }
     let alg = verification_algorithm(&child.signature_algorithm, issuer_spki)
         .map_err(|e| Error::chain(format!("{what}: {e}")))?;
     let tbs = child.tbs_certificate.as_ref();
