@@ -6,6 +6,8 @@
 //! ```toml
 //! allow_simulated = false          # default false: simulated evidence is refused
 //! allow_debug = false              # default false: debug TEEs are refused
+//! allow_not_evaluated = ["AK"]     # checks the verifier could not make that this
+//!                                  # policy waives (default: none — any fails)
 //! tee = ["snp", "tdx", "az-snp-vtpm"]   # allowed evidence kinds (default: any)
 //! report_data = "hex"              # exact 64 bytes expected in the hardware report
 //!
@@ -53,6 +55,12 @@ pub struct Policy {
     /// Allowed evidence kinds; absent = any.
     #[serde(default)]
     pub tee: Option<Vec<String>>,
+    /// Checks the verifier could not make that this policy accepts as missing, by
+    /// the name before the colon of the verifier's "not evaluated" item: "nonce",
+    /// "AK", "event log", "PCR values", "TCB status", "QE identity". Anything not
+    /// evaluated and not listed here fails the appraisal.
+    #[serde(default)]
+    pub allow_not_evaluated: Vec<String>,
     /// Exact report data expected in the hardware report (hex, 64 bytes).
     #[serde(default)]
     pub report_data: Option<String>,
@@ -190,10 +198,38 @@ fn one_of(field: String, allowed: &[String], found: &str) -> Result<()> {
 }
 
 /// Appraise verified evidence against a policy. The first failed rule is returned,
-/// naming the claim, the allowed values and the found value.
+/// naming the claim, the allowed values and the found value. A policy with
+/// `[runtime]` rules needs the runtime event log: use [`appraise_with_events`].
 pub fn appraise(evidence: &VerifiedEvidence, policy: &Policy) -> Result<()> {
+    appraise_with_events(evidence, None, policy)
+}
+
+/// Appraise verified evidence and, for `[runtime]` rules, the runtime events that
+/// replayed against it.
+pub fn appraise_with_events(
+    evidence: &VerifiedEvidence,
+    events: Option<&crate::runtime_log::VerifiedEvents>,
+    policy: &Policy,
+) -> Result<()> {
     if evidence.simulated() && !policy.allow_simulated {
         return Err(Error::policy("simulated", "hardware evidence (allow_simulated = false)", "simulated evidence"));
+    }
+    // Whatever the verifier could not check fails, unless this policy waives it.
+    for item in evidence.not_evaluated_items() {
+        let name = item.split(':').next().unwrap_or(item).trim();
+        if !policy.allow_not_evaluated.iter().any(|w| w.eq_ignore_ascii_case(name)) {
+            return Err(Error::policy(
+                "not_evaluated",
+                format!("every check evaluated (or \"{name}\" in allow_not_evaluated)"),
+                item,
+            ));
+        }
+    }
+    if !policy.runtime.is_empty() {
+        let events = events.ok_or_else(|| {
+            Error::policy("runtime", "a runtime event log replayed against the evidence", "no event log")
+        })?;
+        events.appraise(&policy.runtime)?;
     }
     let kind = claims_json(&evidence.tee())?;
     let kind = kind.as_str().unwrap_or_default().to_string();
@@ -206,8 +242,9 @@ pub fn appraise(evidence: &VerifiedEvidence, policy: &Policy) -> Result<()> {
         Claims::Tpm(c) => (None, None, Some(claims_json(c)?)),
         Claims::AzSnpVtpm { snp, tpm, .. } => (Some(claims_json(snp)?), None, Some(claims_json(tpm)?)),
         Claims::AzTdxVtpm { tdx, tpm, .. } => (None, Some(claims_json(tdx)?), Some(claims_json(tpm)?)),
-        #[allow(unreachable_patterns)]
-        _ => (None, None, None),
+        // A certificate chain alone (no report), or claims this version does not
+        // know: nothing to appraise, so nothing passes.
+        _ => return Err(Error::policy("claims", "a verified report or quote", kind)),
     };
     if let Some(want) = &policy.report_data {
         let found = match (&snp, &tdx) {
@@ -245,10 +282,11 @@ fn appraise_snp(c: &Value, policy: &Policy) -> Result<()> {
     if !policy.allow_debug && bool_claim(c, "snp", "policy.debug")? {
         return Err(Error::policy("snp.policy.debug", "debug disallowed", "debug allowed by the guest policy"));
     }
-    let Some(p) = &policy.snp else { return Ok(()) };
-    if !p.allow_migration_agent && bool_claim(c, "snp", "policy.migrate_ma")? {
+    let allow_ma = policy.snp.as_ref().is_some_and(|p| p.allow_migration_agent);
+    if !allow_ma && bool_claim(c, "snp", "policy.migrate_ma")? {
         return Err(Error::policy("snp.policy.migrate_ma", "no migration agent", "migration agent allowed"));
     }
+    let Some(p) = &policy.snp else { return Ok(()) };
     if let Some(allowed) = &p.measurement {
         one_of("snp.measurement".into(), allowed, str_claim(c, "snp", "measurement")?)?;
     }
@@ -278,10 +316,18 @@ fn appraise_tdx(c: &Value, policy: &Policy) -> Result<()> {
     }
     let default = TdxPolicy::default();
     let p = policy.tdx.as_ref().unwrap_or(&default);
-    let status = lookup(c, "tcb_status").and_then(Value::as_str).ok_or_else(|| {
-        Error::policy("tdx.tcb_status", format!("one of {:?}", p.tcb_status), "not evaluated (no collateral)")
-    })?;
-    one_of("tdx.tcb_status".into(), &p.tcb_status, status)?;
+    match lookup(c, "tcb_status").and_then(Value::as_str) {
+        Some(status) => one_of("tdx.tcb_status".into(), &p.tcb_status, status)?,
+        // Only reachable when the policy waived "TCB status" (see appraise).
+        None if policy.allow_not_evaluated.iter().any(|w| w.eq_ignore_ascii_case("TCB status")) => {}
+        None => {
+            return Err(Error::policy(
+                "tdx.tcb_status",
+                format!("one of {:?}", p.tcb_status),
+                "not evaluated (no collateral)",
+            ));
+        }
+    }
     let rules: [(&str, &Option<Vec<String>>); 9] = [
         ("mr_td", &p.mr_td),
         ("rtmr0", &p.rtmr0),
@@ -380,7 +426,8 @@ mod tests {
         appraise(&v, &Policy::from_toml("allow_debug = true\n").unwrap()).unwrap();
         // trustee's tdx_quote_4 is a debug TD.
         let v = tdx("tdx/trustee-tdx_quote_4", false, "2023-06-15T00:00:00Z");
-        let e = appraise(&v, &Policy::default()).unwrap_err();
+        let waive = Policy::from_toml("allow_not_evaluated = [\"TCB status\", \"QE identity\"]\n").unwrap();
+        let e = appraise(&v, &waive).unwrap_err();
         assert!(e.to_string().contains("tdx.td_attributes.debug"), "{e}");
     }
 
@@ -398,7 +445,12 @@ mod tests {
         // Without collateral the TCB status is not evaluated, so any TDX policy fails.
         let v = tdx("tdx/dcapqvl-tdx_quote", false, when);
         let e = appraise(&v, &Policy::default()).unwrap_err();
-        assert!(e.to_string().contains("not evaluated (no collateral)"), "{e}");
+        assert!(e.to_string().contains("TCB status: not evaluated, no collateral"), "{e}");
+        // Waived explicitly, the status is not required (and the rest still applies).
+        let waive = "allow_not_evaluated = [\"TCB status\", \"QE identity\"]\n";
+        appraise(&v, &Policy::from_toml(waive).unwrap()).unwrap();
+        let e = appraise(&v, &Policy::from_toml(&format!("{waive}[tdx]\nrtmr3 = [\"11\"]\n")).unwrap()).unwrap_err();
+        assert!(e.to_string().contains("tdx.rtmr3"), "{e}");
     }
 
     #[test]
@@ -421,13 +473,53 @@ mod tests {
             pcrs: Some(pcrs),
             event_log: None,
         };
-        let v = crate::tpm::TpmVerifier.verify(&ev, &at("2025-06-01T00:00:00Z")).unwrap();
+        // A relying party that supplies the AK itself (no certificate) and checks no
+        // nonce gets a refusal from the default policy, naming what was not checked.
+        let unchecked = crate::tpm::TpmVerifier.verify(&ev, &at("2025-06-01T00:00:00Z")).unwrap();
+        let e = appraise(&unchecked, &Policy::default()).unwrap_err();
+        assert!(e.to_string().contains("nonce: not checked"), "{e}");
+        let v = crate::tpm::TpmVerifier.verify(&ev, &at("2025-06-01T00:00:00Z").with_nonce(vec![0x90, 0x09])).unwrap();
+        let e = appraise(&v, &Policy::default()).unwrap_err();
+        assert!(e.to_string().contains("AK: not bound to a certificate"), "{e}");
+        let waive = "allow_not_evaluated = [\"AK\", \"event log\"]\n";
         let pcr0 = "0f35c214608d93c7a6e68ae7359b4a8be5a0e99eea9107ece427c4dea4e439cf";
-        appraise(&v, &Policy::from_toml(&format!("[tpm]\npcrs = {{ \"0\" = [\"{pcr0}\"] }}\n")).unwrap()).unwrap();
-        let e = appraise(&v, &Policy::from_toml("[tpm.pcrs]\n\"0\" = [\"00\"]\n").unwrap()).unwrap_err();
+        appraise(&v, &Policy::from_toml(&format!("{waive}[tpm]\npcrs = {{ \"0\" = [\"{pcr0}\"] }}\n")).unwrap())
+            .unwrap();
+        let e =
+            appraise(&v, &Policy::from_toml(&format!("{waive}[tpm.pcrs]\n\"0\" = [\"00\"]\n")).unwrap()).unwrap_err();
         assert!(e.to_string().contains("tpm.pcrs.0"), "{e}");
-        let e = appraise(&v, &Policy::from_toml("[tpm.pcrs]\n\"24\" = [\"00\"]\n").unwrap()).unwrap_err();
+        let e =
+            appraise(&v, &Policy::from_toml(&format!("{waive}[tpm.pcrs]\n\"24\" = [\"00\"]\n")).unwrap()).unwrap_err();
         assert!(e.to_string().contains("not quoted"), "{e}");
+    }
+
+    #[test]
+    fn a_chain_without_a_report_has_nothing_to_appraise() {
+        use crate::Verifier as _;
+        let d = "sev-snp/virtee-turin-vcek-chain";
+        let (v, c) = (read(&format!("{d}/vcek.der")), read(&format!("{d}/cert_chain.pem")));
+        let ev =
+            crate::snp::SnpVerifier::default().verify_chain_only(&v, false, &c, &at("2025-06-01T00:00:00Z")).unwrap();
+        let everything = Policy::from_toml("allow_not_evaluated = [\"SNP report\"]\n").unwrap();
+        let e = appraise(&ev, &everything).unwrap_err();
+        assert!(e.to_string().contains("a verified report or quote"), "{e}");
+    }
+
+    #[test]
+    fn runtime_rules_need_a_replayed_event_log() {
+        use crate::runtime_log::{Event, Register, RuntimeLog, types};
+        let v = snp("sev-snp/trustee-milan-vcek-v2");
+        let p = Policy::from_toml("[runtime]\n\"veil.model-manifest\" = [\"sha256:bb\"]\n").unwrap();
+        let e = appraise(&v, &p).unwrap_err();
+        assert!(e.to_string().contains("no event log"), "{e}");
+        let mut log = RuntimeLog::default();
+        log.push(Event::new(Register::VEIL_PCR, types::MODEL_MANIFEST, "sha256:bb"));
+        let events = log.verify(&log.replay().unwrap()).unwrap();
+        appraise_with_events(&v, Some(&events), &p).unwrap();
+        let mut other = RuntimeLog::default();
+        other.push(Event::new(Register::VEIL_PCR, types::MODEL_MANIFEST, "sha256:cc"));
+        let events = other.verify(&other.replay().unwrap()).unwrap();
+        assert!(appraise_with_events(&v, Some(&events), &p).is_err());
     }
 
     #[test]

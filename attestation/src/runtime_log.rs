@@ -277,6 +277,71 @@ impl RuntimeLog {
     }
 }
 
+/// The measurement registers that verified evidence reports: RTMR0–3 of a TD
+/// quote, and the quoted PCRs of a TPM quote's SHA-256 bank.
+pub fn registers_of(evidence: &crate::VerifiedEvidence) -> Result<BTreeMap<Register, Vec<u8>>> {
+    use crate::Claims;
+    let mut regs = BTreeMap::new();
+    let hexv = |s: &str| hex::decode(s).map_err(|e| Error::EventLog(format!("register claim is not hex: {e}")));
+    let mut tdx = |c: &crate::tdx::TdxClaims| -> Result<()> {
+        for (i, v) in [&c.rtmr0, &c.rtmr1, &c.rtmr2, &c.rtmr3].into_iter().enumerate() {
+            let i = u8::try_from(i).map_err(|_| Error::EventLog("RTMR index".into()))?;
+            regs.insert(Register::Rtmr(i), hexv(v)?);
+        }
+        Ok(())
+    };
+    let tpm = |c: &crate::tpm::TpmClaims, regs: &mut BTreeMap<Register, Vec<u8>>| -> Result<()> {
+        if c.pcr_bank != Some(crate::tpm::HashAlg::Sha256) {
+            return Ok(());
+        }
+        for (i, v) in c.pcrs.iter().flatten() {
+            let i = u8::try_from(*i).map_err(|_| Error::EventLog(format!("PCR index {i}")))?;
+            regs.insert(Register::Pcr(i), hexv(v)?);
+        }
+        Ok(())
+    };
+    match evidence.claims() {
+        Claims::Tdx(c) => tdx(c)?,
+        Claims::Tpm(c) => tpm(c, &mut regs)?,
+        Claims::AzTdxVtpm { tdx: t, tpm: p, .. } => {
+            tdx(t)?;
+            tpm(p, &mut regs)?;
+        }
+        Claims::AzSnpVtpm { tpm: p, .. } => tpm(p, &mut regs)?,
+        _ => {}
+    }
+    Ok(regs)
+}
+
+impl RuntimeLog {
+    /// Replay against *verified* evidence. Every register the log touches must be
+    /// reported by the evidence and equal the replay; and Veil's own registers
+    /// (RTMR3, PCR 23), whenever the evidence reports them, must equal the replay
+    /// of the log's events for them (zero for none) — so a log cannot hide
+    /// events by leaving a register out.
+    pub fn verify_evidence(&self, evidence: &crate::VerifiedEvidence) -> Result<VerifiedEvents> {
+        let regs = registers_of(evidence)?;
+        if regs.is_empty() {
+            return Err(Error::EventLog("the evidence reports no measurement register to replay against".into()));
+        }
+        let replayed = self.replay()?;
+        for reg in [Register::VEIL_RTMR, Register::VEIL_PCR] {
+            if let Some(found) = regs.get(&reg) {
+                let want = replayed.get(&reg).cloned().unwrap_or_else(|| vec![0u8; reg.digest_len()]);
+                if *found != want {
+                    return Err(Error::EventLog(format!(
+                        "{}: evidence reports {}, the log replays to {} (events missing or altered)",
+                        String::from(reg),
+                        hex::encode(found),
+                        hex::encode(&want)
+                    )));
+                }
+            }
+        }
+        self.verify(&regs)
+    }
+}
+
 /// Events whose log replayed to the verified register values.
 #[derive(Debug, Clone, Serialize)]
 pub struct VerifiedEvents {

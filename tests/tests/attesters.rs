@@ -105,15 +105,16 @@ fn tpm_through_swtpm_with_runtime_log() {
     let Claims::Tpm(c) = ok.claims() else { panic!("not TPM claims") };
     assert_eq!(c.qualifying_data, hex::encode(&nonce));
 
-    // The runtime log replays to the quoted PCR 23; a forged log does not.
-    let mut regs = BTreeMap::new();
-    regs.insert(Register::Pcr(23), pcrs.values[&23].clone());
-    let trusted = log.verify(&regs).unwrap();
+    // The runtime log replays to the quoted PCR 23 of the *verified* quote; a forged
+    // log, and a log that leaves the events out, do not.
+    let trusted = log.verify_evidence(&ok).unwrap();
     assert_eq!(trusted.values(types::MODEL_MANIFEST).collect::<Vec<_>>(), ["sha256:bb"]);
     let mut forged = RuntimeLog::default();
     forged.push(Event::new(Register::VEIL_PCR, types::BINARY, "sha256:aa"));
     forged.push(Event::new(Register::VEIL_PCR, types::MODEL_MANIFEST, "sha256:evil"));
-    assert_eq!(forged.verify(&regs).unwrap_err().kind(), ErrorKind::EventLog);
+    assert_eq!(forged.verify_evidence(&ok).unwrap_err().kind(), ErrorKind::EventLog);
+    let e = RuntimeLog::default().verify_evidence(&ok).unwrap_err();
+    assert!(e.to_string().contains("events missing or altered"), "{e}");
 
     // A stale nonce is refused.
     let e = tpm::TpmVerifier.verify(&ev, &Options::at(now).with_nonce(vec![0; 32])).unwrap_err();

@@ -191,18 +191,19 @@ impl Verifier for TpmVerifier {
         if let (Some(name), false) = (simulated_ak, opts.trusts_simulator()) {
             return Err(Error::SimulatedRoot { root: name.to_string() });
         }
-        let simulated = simulated_ak.is_some()
-            || match &ev.ak_chain {
-                Some(chain) => {
-                    let outcome = chain::verify_ak_chain(chain, &ak, opts)?;
-                    claims.ak_cert_sha256 = Some(outcome.ak_cert_sha256);
-                    outcome.simulated
-                }
-                None => {
-                    not_evaluated.push("AK: not bound to a certificate".into());
-                    false
-                }
-            };
+        // The chain is checked whenever one is given, simulated AK or not.
+        let chain_simulated = match &ev.ak_chain {
+            Some(chain) => {
+                let outcome = chain::verify_ak_chain(chain, &ak, opts)?;
+                claims.ak_cert_sha256 = Some(outcome.ak_cert_sha256);
+                outcome.simulated
+            }
+            None => {
+                not_evaluated.push("AK: not bound to a certificate".into());
+                false
+            }
+        };
+        let simulated = simulated_ak.is_some() || chain_simulated;
 
         match (ev.event_log, &ev.pcrs) {
             (Some(log), Some(pcrs)) => {
