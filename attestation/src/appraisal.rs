@@ -495,7 +495,6 @@ mod tests {
 
     #[test]
     fn a_chain_without_a_report_has_nothing_to_appraise() {
-        use crate::Verifier as _;
         let d = "sev-snp/virtee-turin-vcek-chain";
         let (v, c) = (read(&format!("{d}/vcek.der")), read(&format!("{d}/cert_chain.pem")));
         let ev =
