@@ -92,6 +92,18 @@ impl Inputs {
                 let verifier = snp::SnpVerifier::default();
                 match self.get("report") {
                     Some(report) => {
+                        // Trustee's JSON form (as the KBS protocol carries it) is
+                        // converted to the report bytes, refused unless it round-trips.
+                        let converted;
+                        let report = if report.trim_ascii_start().starts_with(b"{") {
+                            converted = match snp::json::report_from_trustee_json(report) {
+                                Ok(r) => r,
+                                Err(e) => return Ok(Err(e)),
+                            };
+                            converted.as_slice()
+                        } else {
+                            report
+                        };
                         let ev = snp::SnpEvidence {
                             report,
                             vcek: self.get("vcek"),

@@ -128,3 +128,21 @@ fn json_output_carries_claims_or_typed_error() {
     assert_eq!(bad["verified"], false);
     assert_eq!(bad["error"]["kind"], "signature");
 }
+
+#[test]
+fn snp_report_in_trustee_json_form_verifies() {
+    let d = vectors().join("sev-snp/trustee-e2e-genoa-v3");
+    let out = Command::new(env!("CARGO_BIN_EXE_veil"))
+        .args(["attest", "verify", "snp", "--at", "2025-06-01T00:00:00Z", "--report"])
+        .arg(d.join("evidence.json"))
+        .arg("--vcek")
+        .arg(d.join("vcek.der"))
+        .arg("--chain")
+        .arg(d.join("cert_chain.pem"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("snp: VERIFIED"), "{stdout}");
+    assert!(stdout.contains("report data: not checked"), "{stdout}");
+}
