@@ -242,6 +242,25 @@ impl VtpmQuote {
     }
 }
 
+/// The composite result: the hardware verification's simulated flag, "not
+/// evaluated" items and notes carry over.
+fn combine(tee: Tee, claims: Claims, hw: &VerifiedEvidence, hcl: &HclReport<'_>, opts: &Options) -> VerifiedEvidence {
+    let mut out = VerifiedEvidence::new(tee, hw.simulated(), claims);
+    for n in hw.not_evaluated_items() {
+        out = out.not_evaluated(n.clone());
+    }
+    for n in hw.notes() {
+        out = out.note(n.clone());
+    }
+    if opts.nonce.is_none() {
+        out = out.not_evaluated("nonce: not checked");
+    }
+    if hcl.trailing > 0 {
+        out = out.note(format!("{} bytes after the declared end of the HCL report (ignored)", hcl.trailing));
+    }
+    out
+}
+
 /// Azure SEV-SNP CVM evidence.
 #[derive(Debug, Clone, Copy)]
 pub struct AzSnpEvidence<'a> {
@@ -290,24 +309,8 @@ impl Verifier for AzSnpVtpmVerifier {
         let quote = VtpmQuote::from_json(ev.tpm_quote)?;
         let tpm_claims = quote.verify(&ak, opts)?;
         let var_data = hcl.var_data_json()?;
-        let mut out = VerifiedEvidence::new(
-            Tee::AzSnpVtpm,
-            verified.simulated(),
-            Claims::AzSnpVtpm { snp: snp_claims, tpm: tpm_claims, var_data },
-        );
-        for n in verified.not_evaluated_items() {
-            out = out.not_evaluated(n.clone());
-        }
-        for n in verified.notes() {
-            out = out.note(n.clone());
-        }
-        if opts.nonce.is_none() {
-            out = out.not_evaluated("nonce: not checked");
-        }
-        if hcl.trailing > 0 {
-            out = out.note(format!("{} bytes after the declared end of the HCL report (ignored)", hcl.trailing));
-        }
-        Ok(out)
+        let claims = Claims::AzSnpVtpm { snp: snp_claims, tpm: tpm_claims, var_data };
+        Ok(combine(Tee::AzSnpVtpm, claims, &verified, &hcl, opts))
     }
 }
 
@@ -374,24 +377,8 @@ impl Verifier for AzTdxVtpmVerifier {
         let quote = VtpmQuote::from_json(ev.tpm_quote)?;
         let tpm_claims = quote.verify(&ak, opts)?;
         let var_data = hcl.var_data_json()?;
-        let mut out = VerifiedEvidence::new(
-            Tee::AzTdxVtpm,
-            verified.simulated(),
-            Claims::AzTdxVtpm { tdx: tdx_claims, tpm: tpm_claims, var_data },
-        );
-        for n in verified.not_evaluated_items() {
-            out = out.not_evaluated(n.clone());
-        }
-        for n in verified.notes() {
-            out = out.note(n.clone());
-        }
-        if opts.nonce.is_none() {
-            out = out.not_evaluated("nonce: not checked");
-        }
-        if hcl.trailing > 0 {
-            out = out.note(format!("{} bytes after the declared end of the HCL report (ignored)", hcl.trailing));
-        }
-        Ok(out)
+        let claims = Claims::AzTdxVtpm { tdx: tdx_claims, tpm: tpm_claims, var_data };
+        Ok(combine(Tee::AzTdxVtpm, claims, &verified, &hcl, opts))
     }
 }
 

@@ -26,22 +26,9 @@ pub const SIG_R_OFFSET: usize = 0x2A0;
 /// Offset of the signature's S component (72 bytes, little-endian, zero-extended).
 pub const SIG_S_OFFSET: usize = 0x2E8;
 
-/// GUIDs of the GHCB certificate table (in RFC 4122 string byte order, as the
-/// hypervisor writes them and as go-sev-guest / virtee parse them).
-pub mod guid {
-    /// VCEK: 63da758d-e664-4564-adc5-f4b93be8accd
-    pub const VCEK: [u8; 16] =
-        [0x63, 0xda, 0x75, 0x8d, 0xe6, 0x64, 0x45, 0x64, 0xad, 0xc5, 0xf4, 0xb9, 0x3b, 0xe8, 0xac, 0xcd];
-    /// VLEK: a8074bc2-a25a-483e-aae6-39c045a0b8a1
-    pub const VLEK: [u8; 16] =
-        [0xa8, 0x07, 0x4b, 0xc2, 0xa2, 0x5a, 0x48, 0x3e, 0xaa, 0xe6, 0x39, 0xc0, 0x45, 0xa0, 0xb8, 0xa1];
-    /// ASK: 4ab7b379-bbac-4fe4-a02f-05aef327c782
-    pub const ASK: [u8; 16] =
-        [0x4a, 0xb7, 0xb3, 0x79, 0xbb, 0xac, 0x4f, 0xe4, 0xa0, 0x2f, 0x05, 0xae, 0xf3, 0x27, 0xc7, 0x82];
-    /// ARK: c0b406a4-a803-4952-9743-3fb6014cd0ae
-    pub const ARK: [u8; 16] =
-        [0xc0, 0xb4, 0x06, 0xa4, 0xa8, 0x03, 0x49, 0x52, 0x97, 0x43, 0x3f, 0xb6, 0x01, 0x4c, 0xd0, 0xae];
-}
+/// GUIDs of the GHCB certificate table: the verifier's definitions, so writer and
+/// reader cannot disagree.
+pub use veil_attestation::snp::cert_table::guid;
 
 /// What the simulated guest and platform report.
 #[derive(Debug, Clone, PartialEq, Eq)]
