@@ -206,14 +206,10 @@ impl TsmAttester {
 
         write_file(&d.join("inblob"), inblob)?;
 
-        let outblob = poll(&d.join("outblob"), self.poll_timeout, |b| !b.is_empty())?;
-        let auxblob = match read_file(&d.join("auxblob")) {
-            Ok(b) if b.is_empty() => None,
-            Ok(b) => Some(b),
-            Err(AttestError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => None,
-            Err(e) => return Err(e),
-        };
-        // A simulator may still be catching up; a real configfs has long advanced.
+        // A real configfs advances `generation` on the inblob write and answers in the
+        // outblob read; a simulator answers late and advances `generation` only after
+        // writing every blob. Waiting for the advance first serves both, so that the
+        // outblob and auxblob read below belong to the same answer.
         let after =
             match poll(&gen_path, self.poll_timeout, |b| parse_generation(&gen_path, b).is_ok_and(|g| g != before)) {
                 Ok(b) => parse_generation(&gen_path, &b)?,
@@ -221,8 +217,18 @@ impl TsmAttester {
                 Err(AttestError::Timeout { .. }) => parse_generation(&gen_path, &read_file(&gen_path)?)?,
                 Err(e) => return Err(e),
             };
-        if before.checked_add(1) != Some(after) {
-            return Ok(Attempt::Raced { path: gen_path, before, after });
+        let outblob = poll(&d.join("outblob"), self.poll_timeout, |b| !b.is_empty())?;
+        let auxblob = match read_file(&d.join("auxblob")) {
+            Ok(b) if b.is_empty() => None,
+            Ok(b) => Some(b),
+            Err(AttestError::Io { source, .. }) if source.kind() == ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        // Another writer between our inblob write and our reads shows as a generation
+        // other than exactly one more than before, now or after the reads.
+        let last = parse_generation(&gen_path, &read_file(&gen_path)?)?;
+        if before.checked_add(1) != Some(after) || last != after {
+            return Ok(Attempt::Raced { path: gen_path, before, after: last.max(after) });
         }
         Ok(Attempt::Done(TsmReport { provider, outblob, auxblob, generation: after }))
     }

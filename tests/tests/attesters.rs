@@ -141,3 +141,28 @@ fn simulated_tpm_quote_needs_the_opt_in() {
         .unwrap();
     assert!(ok.simulated());
 }
+
+#[test]
+fn runtime_log_replays_against_a_verified_td_quote() {
+    // The runtime extends RTMR3 with each event; the quote reports RTMR3.
+    let mut log = RuntimeLog::default();
+    log.push(Event::new(Register::VEIL_RTMR, types::CONFIG, "sha256:cfg"));
+    log.push(Event::new(Register::VEIL_RTMR, types::MODEL_SIGNER, "sha256:signer"));
+    let rtmr3: [u8; 48] = log.replay().unwrap()[&Register::VEIL_RTMR].clone().try_into().unwrap();
+    let opts = veil_sim::tdx::TdxOptions { rtmr: [[0; 48], [0; 48], [0; 48], rtmr3], ..Default::default() };
+    let quote = veil_sim::tdx::quote(&report_data(7), &opts).unwrap();
+    let now = OffsetDateTime::now_utc();
+    let coll = tdx::Collateral::from_json(
+        &veil_sim::tdx::collateral_json(now - Duration::days(1), now + Duration::days(29)).unwrap(),
+    )
+    .unwrap();
+    let ev = tdx::TdxEvidence { quote: &quote, collateral: Some(&coll), root: None };
+    let verified = tdx::TdxVerifier::default().verify(&ev, &Options::at(now).danger_trust_simulator(true)).unwrap();
+    let events = log.verify_evidence(&verified).unwrap();
+    assert_eq!(events.values(types::MODEL_SIGNER).collect::<Vec<_>>(), ["sha256:signer"]);
+    // Dropping the last event no longer replays to the reported RTMR3.
+    let mut short = RuntimeLog::default();
+    short.push(log.events()[0].clone());
+    let e = short.verify_evidence(&verified).unwrap_err();
+    assert!(e.to_string().contains("rtmr3"), "{e}");
+}
