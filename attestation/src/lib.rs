@@ -28,6 +28,7 @@
 
 pub mod appraisal;
 pub mod azure;
+mod crypto;
 pub mod danger;
 pub mod error;
 #[doc(hidden)]

@@ -7,7 +7,7 @@
 //! explicit default parameters, empty subjects), so each verifier walks its own
 //! chain with these primitives instead of using a WebPKI path builder.
 
-use ring::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
+use crate::crypto::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
 use time::OffsetDateTime;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::prelude::FromDer;

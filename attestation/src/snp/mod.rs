@@ -24,7 +24,7 @@ mod tests;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use ring::signature::{ECDSA_P384_SHA384_FIXED, UnparsedPublicKey};
+use crate::crypto::signature::{ECDSA_P384_SHA384_FIXED, UnparsedPublicKey};
 use sha2::{Digest, Sha256};
 
 pub use certs::{Product, VekExtensions};

@@ -21,7 +21,7 @@
 use std::collections::HashSet;
 use std::fmt;
 
-use ring::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
+use crate::crypto::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use x509_parser::certificate::X509Certificate;

@@ -53,7 +53,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 
-use ring::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
+use crate::crypto::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 

@@ -6,7 +6,7 @@
 //! [`AkPublic::spki_sha256`] names the same key the same way whichever form it came
 //! in, and "the AK certificate's key equals the AK" is a byte comparison.
 
-use ring::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
+use crate::crypto::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
 use x509_parser::prelude::FromDer;
 use x509_parser::public_key::PublicKey;
 use x509_parser::x509::SubjectPublicKeyInfo;
