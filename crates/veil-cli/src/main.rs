@@ -320,6 +320,9 @@ fn report_one(
                 if let Some(m) = claims.as_object() {
                     for (k, val) in m {
                         match val {
+                            // Absent optional claims (e.g. a TCB status without collateral)
+                            // are said once below, under "not evaluated".
+                            serde_json::Value::Null => {}
                             serde_json::Value::String(s) => println!("  {k}: {s}"),
                             serde_json::Value::Number(n) => println!("  {k}: {n}"),
                             serde_json::Value::Bool(b) => println!("  {k}: {b}"),
