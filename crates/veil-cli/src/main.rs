@@ -43,6 +43,9 @@ struct VerifyCmd {
     /// With --case: only this case.
     #[arg(long, requires = "case")]
     name: Option<String>,
+    /// With --case: only cases of this evidence kind (repeatable).
+    #[arg(long = "kind", value_name = "KIND", requires = "case")]
+    kinds: Vec<String>,
     /// Trust the simulator's roots (development and CI only).
     #[arg(long, global = true)]
     danger_trust_simulator: bool,
@@ -202,7 +205,7 @@ fn verify(cmd: VerifyCmd) -> anyhow::Result<ExitCode> {
         if cmd.kind.is_some() {
             bail!("--case and an evidence kind are exclusive: give one or the other");
         }
-        return verify_cases(case_path, cmd.name.as_deref(), cmd.danger_trust_simulator, cmd.json);
+        return verify_cases(case_path, cmd.name.as_deref(), &cmd.kinds, cmd.danger_trust_simulator, cmd.json);
     }
     let Some(kind) = cmd.kind else {
         bail!("give an evidence kind (snp, tdx, tpm, az-snp-vtpm, az-tdx-vtpm) or --case FILE")
@@ -371,8 +374,20 @@ fn report_one(
     Ok(ExitCode::SUCCESS)
 }
 
-fn verify_cases(path: &Path, name: Option<&str>, trust_sim: bool, json: bool) -> anyhow::Result<ExitCode> {
-    let file = CaseFile::load(path)?;
+fn verify_cases(
+    path: &Path,
+    name: Option<&str>,
+    kinds: &[String],
+    trust_sim: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut file = CaseFile::load(path)?;
+    if !kinds.is_empty() {
+        file.cases.retain(|c| kinds.contains(&c.kind));
+        if file.cases.is_empty() {
+            bail!("{}: no case of kind {}", path.display(), kinds.join(", "));
+        }
+    }
     let base = path.parent().unwrap_or(Path::new("."));
     let selected: Vec<_> = match name {
         Some(n) => {

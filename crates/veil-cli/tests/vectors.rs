@@ -146,3 +146,24 @@ fn snp_report_in_trustee_json_form_verifies() {
     assert!(stdout.contains("snp: VERIFIED"), "{stdout}");
     assert!(stdout.contains("report data: not checked"), "{stdout}");
 }
+
+#[test]
+fn the_table_filtered_to_supported_kinds_passes() {
+    let dir = vectors();
+    let out = Command::new(env!("CARGO_BIN_EXE_veil"))
+        .args(["attest", "verify", "--case"])
+        .arg(dir.join("cases.toml"))
+        .args(["--kind", "snp", "--kind", "tdx", "--kind", "tpm", "--kind", "az-snp-vtpm", "--kind", "az-tdx-vtpm"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.trim_end().ends_with("67 passed, 0 failed"), "{stdout}");
+    let none = Command::new(env!("CARGO_BIN_EXE_veil"))
+        .args(["attest", "verify", "--case"])
+        .arg(dir.join("cases.toml"))
+        .args(["--kind", "no-such-kind"])
+        .output()
+        .unwrap();
+    assert_eq!(none.status.code(), Some(2));
+}
