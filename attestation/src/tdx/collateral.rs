@@ -58,17 +58,21 @@ impl fmt::Debug for Collateral {
     }
 }
 
-#[derive(Deserialize)]
-struct Wire {
-    pck_crl_issuer_chain: String,
-    root_ca_crl: String,
-    pck_crl: String,
-    tcb_info_issuer_chain: String,
-    tcb_info: String,
-    tcb_info_signature: String,
-    qe_identity_issuer_chain: String,
-    qe_identity: String,
-    qe_identity_signature: String,
+/// The wire form of dcap-qvl's `QuoteCollateralV3` JSON (byte fields as hex), field
+/// for field. Parsing it checks the shape only; [`Collateral::from_json`] is the
+/// entry point. Public so that the simulator writes exactly what the verifier reads.
+#[derive(Debug, Clone, serde::Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub struct CollateralJson {
+    pub pck_crl_issuer_chain: String,
+    pub root_ca_crl: String,
+    pub pck_crl: String,
+    pub tcb_info_issuer_chain: String,
+    pub tcb_info: String,
+    pub tcb_info_signature: String,
+    pub qe_identity_issuer_chain: String,
+    pub qe_identity: String,
+    pub qe_identity_signature: String,
 }
 
 fn unhex(s: &str, field: &str) -> Result<Vec<u8>> {
@@ -79,7 +83,7 @@ impl Collateral {
     /// Parse dcap-qvl `QuoteCollateralV3` JSON (CRLs and signatures as hex strings).
     /// This checks the shape only; the content is verified by the verifier.
     pub fn from_json(bytes: &[u8]) -> Result<Self> {
-        let w: Wire =
+        let w: CollateralJson =
             serde_json::from_slice(bytes).map_err(|e| Error::Collateral(format!("not QuoteCollateralV3 JSON: {e}")))?;
         let mut c = Collateral {
             root_ca_crl: unhex(&w.root_ca_crl, "root_ca_crl")?,

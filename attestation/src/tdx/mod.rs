@@ -57,7 +57,7 @@ use crate::crypto::signature::{ECDSA_P256_SHA256_FIXED, UnparsedPublicKey};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-pub use collateral::Collateral;
+pub use collateral::{Collateral, CollateralJson};
 pub use quote::{BodyType, INTEL_QE_VENDOR_ID, QeReport, Quote, QuoteHeader, Td15Fields, TdReport};
 pub use tcb::TcbStatus;
 

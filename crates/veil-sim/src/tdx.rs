@@ -342,19 +342,9 @@ struct QeIdentity {
     tcb_levels: Vec<IsvTcbLevel>,
 }
 
-/// dcap-qvl's `QuoteCollateralV3`, field for field (hex for the byte fields).
-#[derive(Serialize)]
-struct Collateral {
-    pck_crl_issuer_chain: String,
-    root_ca_crl: String,
-    pck_crl: String,
-    tcb_info_issuer_chain: String,
-    tcb_info: String,
-    tcb_info_signature: String,
-    qe_identity_issuer_chain: String,
-    qe_identity: String,
-    qe_identity_signature: String,
-}
+/// dcap-qvl's `QuoteCollateralV3` wire form: the verifier's own definition, so writer
+/// and reader cannot disagree.
+use veil_attestation::tdx::CollateralJson as Collateral;
 
 /// RFC 3339 UTC with whole seconds, as Intel's PCS writes dates.
 pub(crate) fn rfc3339(t: OffsetDateTime) -> Result<String> {
