@@ -3,9 +3,11 @@
 //! statement listing every file of the model with its SHA-256 digest.
 //!
 //! The bundle JSON is modelled with hand-written serde structs rather than
-//! `sigstore-types`/`sigstore-bundle`: the key-only bundle uses four fields of it, the exact
-//! output layout (field order, compact form) must match `model_signing` byte for byte, and
-//! the hand-written structs add no dependency tree to audit.
+//! `sigstore-types`/`sigstore-bundle` 0.15: those crates are not in the project's offline
+//! crate cache, so they could not be tried within this change; the key-only bundle uses a
+//! handful of its fields; the output layout (field order, compact form) must match
+//! `model_signing` byte for byte (checked by the golden test); and these structs add no
+//! dependency tree to audit. Worth revisiting when certificate/keyless bundles arrive.
 
 use std::collections::BTreeMap;
 use std::fs::File;
