@@ -61,3 +61,12 @@ ensure_pip_tool() {
     say "installing $spec into $VENV_DIR"
     "$VENV_DIR/bin/pip" install -q --disable-pip-version-check "$spec" >&2
 }
+
+# ensure_pip_module MODULE PACKAGE==VERSION: a Python library in the venv, installed when
+# `import MODULE` fails.
+ensure_pip_module() {
+    local module=$1 spec=$2
+    "$VENV_DIR/bin/python" -c "import $module" >/dev/null 2>&1 && return 0
+    say "installing $spec into $VENV_DIR"
+    "$VENV_DIR/bin/pip" install -q --disable-pip-version-check "$spec" >&2
+}

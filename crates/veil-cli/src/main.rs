@@ -12,6 +12,8 @@ use veil_cli::cases::CaseFile;
 use veil_cli::outcome::{judge, to_json};
 use veil_cli::run::{Inputs, parse_hex, parse_time};
 
+mod model;
+
 #[derive(Parser, Debug)]
 #[command(name = "veil", version, about = "Veil: attested, sealed inference for confidential VMs")]
 struct Cli {
@@ -24,6 +26,9 @@ enum Command {
     /// Verify and simulate TEE evidence.
     #[command(subcommand)]
     Attest(Attest),
+    /// Sign and verify models (OpenSSF Model Signing).
+    #[command(subcommand)]
+    Model(model::Model),
 }
 
 #[derive(Subcommand, Debug)]
@@ -193,6 +198,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Attest(Attest::Verify(cmd)) => verify(*cmd),
         Command::Attest(Attest::Simulate(cmd)) => simulate(cmd),
+        Command::Model(cmd) => model::run(cmd),
     }
 }
 
