@@ -44,6 +44,61 @@ pub enum Error {
     /// The files on disk differ from the signed manifest.
     #[error("model differs from the signed manifest: {0}")]
     Mismatch(Mismatch),
+    /// The model card is missing or malformed.
+    #[error("model card: {0}")]
+    Card(String),
+    /// The model card fails the card policy.
+    #[error("model card field `{field}`: {reason}")]
+    CardPolicy {
+        /// The field that failed.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+    /// The file is not a Veil bundle, or not a complete one (an interrupted seal leaves
+    /// the magic unwritten).
+    #[error("not a complete Veil bundle: {0}")]
+    NotABundle(String),
+    /// The bundle's format version is not one this build reads.
+    #[error("bundle format version {0} is not supported (this build reads version 1)")]
+    UnsupportedVersion(u16),
+    /// The bundle header is malformed or inconsistent with the file.
+    #[error("bundle header: {0}")]
+    Header(String),
+    /// A file name in a bundle is unsafe or malformed.
+    #[error("bundle file name {name:?}: {reason}")]
+    BadName {
+        /// The name as written in the bundle.
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// The data key does not authenticate the bundle header: a wrong key, or a header
+    /// changed after sealing.
+    #[error("the data key does not open this bundle (header authentication failed: wrong key or modified header)")]
+    WrongKey,
+    /// A chunk failed authentication: flipped, swapped, moved, truncated or extended.
+    #[error("{path}: chunk {index} of {chunks} failed authentication (modified, reordered, moved or truncated)")]
+    Chunk {
+        /// The file the chunk belongs to.
+        path: String,
+        /// The chunk's index in the file.
+        index: u64,
+        /// The number of chunks the header declares for the file.
+        chunks: u64,
+    },
+    /// The bundle's files differ from what the signer signed.
+    #[error("bundle content differs from the signed manifest: {0}")]
+    Contents(Mismatch),
+    /// An output path already exists; Veil never overwrites.
+    #[error("{0} already exists; refusing to overwrite")]
+    Exists(PathBuf),
+    /// A model file changed while it was being sealed.
+    #[error("{0} changed while it was being sealed")]
+    Changed(PathBuf),
+    /// The operating system could not supply random bytes.
+    #[error("no randomness available")]
+    Random,
     /// The signed subject digest does not match the signed resources.
     #[error("subject digest {found} does not match the resources' digest {expected}")]
     SubjectDigest {

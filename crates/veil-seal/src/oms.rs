@@ -77,49 +77,25 @@ impl Manifest {
     /// paths and `ignore_paths` (relative to the model root, or absolute paths inside it),
     /// hashed in parallel. Symbolic links are refused.
     pub fn compute(model_dir: &Path, ignore_paths: &[PathBuf]) -> Result<Self, Error> {
-        let mut recorded: Vec<String> = GIT_PATHS.iter().map(|s| (*s).to_owned()).collect();
-        let canonical = model_dir.canonicalize().map_err(|source| Error::Io { path: model_dir.into(), source })?;
-        for p in ignore_paths {
-            let rel = if p.is_absolute() {
-                // Paths outside the model (a signature written elsewhere) need no ignoring.
-                match p.strip_prefix(&canonical).or_else(|_| p.strip_prefix(model_dir)) {
-                    Ok(rel) => rel,
-                    Err(_) => continue,
-                }
-            } else {
-                p.as_path()
-            };
-            let s = rel.to_str().ok_or_else(|| Error::BadPath(p.clone()))?;
-            let parts = components(s);
-            if parts.contains(&"..") {
-                continue;
-            }
-            let s = parts.join("/");
-            if !s.is_empty() && !recorded.contains(&s) {
-                recorded.push(s);
-            }
-        }
+        let recorded = recorded_ignores(model_dir, ignore_paths)?;
         Self::compute_recorded(model_dir, recorded)
     }
 
     /// Computes the manifest ignoring exactly `recorded` (relative, `/`-separated).
     fn compute_recorded(model_dir: &Path, recorded: Vec<String>) -> Result<Self, Error> {
-        let meta =
-            std::fs::symlink_metadata(model_dir).map_err(|source| Error::Io { path: model_dir.into(), source })?;
-        if meta.file_type().is_symlink() {
-            return Err(Error::Symlink(model_dir.into()));
+        let files = ModelFiles::list_recorded(model_dir, recorded)?;
+        let digests = hash_files(model_dir, &files.files)?;
+        Ok(files.into_manifest(digests))
+    }
+
+    /// Adds a file that is not on disk (the sealed bundle's model card) to the manifest.
+    pub fn add_resource(&mut self, name: String, digest: [u8; 32]) -> Result<(), Error> {
+        if self.resources.iter().any(|r| r.name == name) {
+            return Err(Error::Parse(format!("resource listed twice: {name}")));
         }
-        let canonical = model_dir.canonicalize().map_err(|source| Error::Io { path: model_dir.into(), source })?;
-        let name =
-            canonical.file_name().and_then(|n| n.to_str()).ok_or_else(|| Error::BadPath(model_dir.into()))?.to_owned();
-        let ignored: Vec<Vec<&str>> = recorded.iter().map(|p| components(p)).filter(|c| !c.is_empty()).collect();
-        let mut files = Vec::new();
-        walk(model_dir, &mut Vec::new(), &ignored, &mut files)?;
-        let digests = hash_files(model_dir, &files)?;
-        let mut resources: Vec<Resource> =
-            files.into_iter().zip(digests).map(|(name, digest)| Resource { name, digest }).collect();
-        sort_resources(&mut resources);
-        Ok(Self { name, resources, ignore_paths: recorded })
+        self.resources.push(Resource { name, digest });
+        sort_resources(&mut self.resources);
+        Ok(())
     }
 
     /// The subject digest: SHA-256 over the raw resource digests in order.
@@ -135,6 +111,81 @@ impl Manifest {
     pub fn digest_string(&self) -> String {
         format!("sha256:{}", hex::encode(self.digest()))
     }
+}
+
+/// The files of a model directory, listed but not yet hashed.
+#[derive(Debug, Clone)]
+pub struct ModelFiles {
+    /// The subject name: the model directory's basename.
+    pub name: String,
+    /// Relative `/`-separated names of the regular files, in walk order.
+    pub files: Vec<String>,
+    /// Ignored paths relative to the model root, as recorded in the signature.
+    pub ignore_paths: Vec<String>,
+}
+
+impl ModelFiles {
+    /// Lists the regular files of `model_dir` as [`Manifest::compute`] would hash them.
+    pub fn list(model_dir: &Path, ignore_paths: &[PathBuf]) -> Result<Self, Error> {
+        let recorded = recorded_ignores(model_dir, ignore_paths)?;
+        Self::list_recorded(model_dir, recorded)
+    }
+
+    fn list_recorded(model_dir: &Path, recorded: Vec<String>) -> Result<Self, Error> {
+        let meta =
+            std::fs::symlink_metadata(model_dir).map_err(|source| Error::Io { path: model_dir.into(), source })?;
+        if meta.file_type().is_symlink() {
+            return Err(Error::Symlink(model_dir.into()));
+        }
+        let canonical = model_dir.canonicalize().map_err(|source| Error::Io { path: model_dir.into(), source })?;
+        let name =
+            canonical.file_name().and_then(|n| n.to_str()).ok_or_else(|| Error::BadPath(model_dir.into()))?.to_owned();
+        let ignored: Vec<Vec<&str>> = recorded.iter().map(|p| components(p)).filter(|c| !c.is_empty()).collect();
+        let mut files = Vec::new();
+        walk(model_dir, &mut Vec::new(), &ignored, &mut files)?;
+        Ok(Self { name, files, ignore_paths: recorded })
+    }
+
+    /// The path of a listed file on disk.
+    pub fn path_of(&self, model_dir: &Path, name: &str) -> PathBuf {
+        components(name).iter().fold(model_dir.to_path_buf(), |p, c| p.join(c))
+    }
+
+    /// Builds the manifest from the digests of `self.files`, in the same order.
+    pub fn into_manifest(self, digests: Vec<[u8; 32]>) -> Manifest {
+        let mut resources: Vec<Resource> =
+            self.files.into_iter().zip(digests).map(|(name, digest)| Resource { name, digest }).collect();
+        sort_resources(&mut resources);
+        Manifest { name: self.name, resources, ignore_paths: self.ignore_paths }
+    }
+}
+
+/// The ignore list as recorded in a signature: the git paths plus `ignore_paths` that lie
+/// inside the model, relative to its root.
+fn recorded_ignores(model_dir: &Path, ignore_paths: &[PathBuf]) -> Result<Vec<String>, Error> {
+    let mut recorded: Vec<String> = GIT_PATHS.iter().map(|s| (*s).to_owned()).collect();
+    let canonical = model_dir.canonicalize().map_err(|source| Error::Io { path: model_dir.into(), source })?;
+    for p in ignore_paths {
+        let rel = if p.is_absolute() {
+            // Paths outside the model (a signature written elsewhere) need no ignoring.
+            match p.strip_prefix(&canonical).or_else(|_| p.strip_prefix(model_dir)) {
+                Ok(rel) => rel,
+                Err(_) => continue,
+            }
+        } else {
+            p.as_path()
+        };
+        let s = rel.to_str().ok_or_else(|| Error::BadPath(p.clone()))?;
+        let parts = components(s);
+        if parts.contains(&"..") {
+            continue;
+        }
+        let s = parts.join("/");
+        if !s.is_empty() && !recorded.contains(&s) {
+            recorded.push(s);
+        }
+    }
+    Ok(recorded)
 }
 
 /// Collects the regular files below `dir` (relative names in `files`), skipping ignored paths.
@@ -473,23 +524,7 @@ pub struct Verified {
 /// The key's `hint` in the bundle is not checked: it only helps pick a key, and the key
 /// given here is the trust decision.
 pub fn verify(bundle_json: &[u8], public_key_pem: &[u8], model_dir: &Path) -> Result<Verified, Error> {
-    let key = PublicKey::from_pem(public_key_pem)?;
-    let bundle = parse_bundle(bundle_json)?;
-    key.verify(&pae(&bundle.payload), &bundle.signature)?;
-    let signed = parse_statement(&bundle.payload)?;
-
-    let mut h = Sha256::new();
-    for r in &signed.resources {
-        h.update(r.digest);
-    }
-    let expected: [u8; 32] = h.finalize().into();
-    if expected != signed.subject_digest {
-        return Err(Error::SubjectDigest {
-            expected: hex::encode(expected),
-            found: hex::encode(signed.subject_digest),
-        });
-    }
-
+    let (signed, signer) = verify_signature(bundle_json, public_key_pem)?;
     let actual = Manifest::compute_recorded(model_dir, signed.ignore_paths.clone())?;
     let on_disk: BTreeMap<&str, &[u8; 32]> = actual.resources.iter().map(|r| (r.name.as_str(), &r.digest)).collect();
     let in_sig: BTreeMap<&str, &[u8; 32]> = signed.resources.iter().map(|r| (r.name.as_str(), &r.digest)).collect();
@@ -517,9 +552,31 @@ pub fn verify(bundle_json: &[u8], public_key_pem: &[u8], model_dir: &Path) -> Re
     }
     Ok(Verified {
         manifest_digest: format!("sha256:{}", hex::encode(signed.subject_digest)),
-        signer: key.signer_id(),
+        signer,
         files: signed.resources,
     })
+}
+
+/// Verifies an OMS bundle's signature with a PEM public key and checks that the signed
+/// subject digest is the digest of the signed resources, without looking at any files.
+/// Returns what was signed and the signer (`sha256:<hex of the SPKI DER digest>`).
+pub fn verify_signature(bundle_json: &[u8], public_key_pem: &[u8]) -> Result<(SignedManifest, String), Error> {
+    let key = PublicKey::from_pem(public_key_pem)?;
+    let bundle = parse_bundle(bundle_json)?;
+    key.verify(&pae(&bundle.payload), &bundle.signature)?;
+    let signed = parse_statement(&bundle.payload)?;
+    let mut h = Sha256::new();
+    for r in &signed.resources {
+        h.update(r.digest);
+    }
+    let expected: [u8; 32] = h.finalize().into();
+    if expected != signed.subject_digest {
+        return Err(Error::SubjectDigest {
+            expected: hex::encode(expected),
+            found: hex::encode(signed.subject_digest),
+        });
+    }
+    Ok((signed, key.signer_id()))
 }
 
 #[cfg(test)]
