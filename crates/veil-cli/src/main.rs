@@ -13,6 +13,7 @@ use veil_cli::outcome::{judge, to_json};
 use veil_cli::run::{Inputs, parse_hex, parse_time};
 
 mod model;
+mod sealing;
 
 #[derive(Parser, Debug)]
 #[command(name = "veil", version, about = "Veil: attested, sealed inference for confidential VMs")]
@@ -29,6 +30,10 @@ enum Command {
     /// Sign and verify models (OpenSSF Model Signing).
     #[command(subcommand)]
     Model(model::Model),
+    /// Seal a model: sign it (OMS) and encrypt it into a bundle under a fresh data key.
+    Seal(Box<sealing::SealCmd>),
+    /// Verify and decrypt a sealed bundle (operator tool; writes plaintext only with --out).
+    Unseal(Box<sealing::UnsealCmd>),
 }
 
 #[derive(Subcommand, Debug)]
@@ -199,6 +204,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Attest(Attest::Verify(cmd)) => verify(*cmd),
         Command::Attest(Attest::Simulate(cmd)) => simulate(cmd),
         Command::Model(cmd) => model::run(cmd),
+        Command::Seal(cmd) => sealing::run_seal(*cmd),
+        Command::Unseal(cmd) => sealing::run_unseal(*cmd),
     }
 }
 

@@ -3,45 +3,11 @@
 //! Needs `.venv/bin/model_signing` at the workspace root, which `scripts/test` installs.
 //! The tests fail (never skip) when it is missing.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Output;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn venv_bin(name: &str) -> PathBuf {
-    let p = root().join(".venv/bin").join(name);
-    assert!(p.exists(), "{} is missing: run scripts/test (it installs model-signing==1.1.1 into .venv)", p.display());
-    p
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"))
-}
-
-fn veil(args: &[&str], dir: &Path) -> Output {
-    run(Command::new(env!("CARGO_BIN_EXE_veil")).args(args).current_dir(dir))
-}
-
-fn model_signing(args: &[&str], dir: &Path) -> Output {
-    run(Command::new(venv_bin("model_signing")).args(args).current_dir(dir))
-}
-
-/// Generates an EC key pair with Python's `cryptography` (a model-signing dependency):
-/// `<name>.pem` (PKCS#8, or SEC1 when `sec1`) and `<name>.pub` (SPKI).
-fn keygen(dir: &Path, name: &str, curve: &str, sec1: bool) {
-    let format = if sec1 { "TraditionalOpenSSL" } else { "PKCS8" };
-    let script = format!(
-        "from cryptography.hazmat.primitives.asymmetric import ec\n\
-         from cryptography.hazmat.primitives import serialization as s\n\
-         k = ec.generate_private_key(ec.{curve}())\n\
-         open('{name}.pem','wb').write(k.private_bytes(s.Encoding.PEM, s.PrivateFormat.{format}, s.NoEncryption()))\n\
-         open('{name}.pub','wb').write(k.public_key().public_bytes(s.Encoding.PEM, s.PublicFormat.SubjectPublicKeyInfo))\n"
-    );
-    let out = run(Command::new(venv_bin("python")).args(["-c", &script]).current_dir(dir));
-    assert!(out.status.success(), "keygen: {}", String::from_utf8_lossy(&out.stderr));
-}
+mod common;
+use common::{keygen, model_signing, stdout, veil};
 
 /// A temp dir with keys `k` (P-256), `k384` (P-384, SEC1), `other` (P-256) and a small model
 /// `model/` with a nested directory, an empty file and git paths.
@@ -62,10 +28,6 @@ fn setup() -> tempfile::TempDir {
     std::fs::write(m.join(".git/HEAD"), b"ref: refs/heads/main").unwrap();
     std::fs::write(m.join(".gitattributes"), b"* -text").unwrap();
     t
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 fn digest_line(o: &Output) -> String {

@@ -166,6 +166,10 @@ impl Opened {
     pub fn files(&self) -> &[FileEntry] {
         &self.meta.header.files
     }
+    /// The OMS signature (Sigstore bundle JSON) over the plaintext files.
+    pub fn signature(&self) -> &str {
+        &self.meta.header.signature
+    }
     /// The chunk size.
     pub fn chunk_size(&self) -> u32 {
         self.meta.header.chunk_size
