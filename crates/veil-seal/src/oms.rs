@@ -2,12 +2,15 @@
 //! (PROTOCOLS.md section 4): a Sigstore bundle v0.3 whose DSSE envelope carries an in-toto
 //! statement listing every file of the model with its SHA-256 digest.
 //!
-//! The bundle JSON is modelled with hand-written serde structs rather than
-//! `sigstore-types`/`sigstore-bundle` 0.15: those crates are not in the project's offline
-//! crate cache, so they could not be tried within this change; the key-only bundle uses a
-//! handful of its fields; the output layout (field order, compact form) must match
-//! `model_signing` byte for byte (checked by the golden test); and these structs add no
-//! dependency tree to audit. Worth revisiting when certificate/keyless bundles arrive.
+//! The bundle JSON is modelled with hand-written serde structs. The Sigstore crates were
+//! evaluated (2026-11, versions 0.15): `sigstore-types` writes the DSSE envelope as
+//! `payloadType, payload, signatures`, drops an empty `keyid` and always adds
+//! `timestampVerificationData`, so it cannot produce `model_signing`'s bytes (the golden
+//! test); `sigstore-protobuf-specs` drops empty fields and panics on some inputs in its
+//! `Deserialize`; `sigstore-verify` refuses key-only bundles without a tlog entry or
+//! timestamp (`MissingSigningTimeEvidence`), which is exactly an OMS key bundle; `sigstore`
+//! pulls OpenSSL, tokio and reqwest. The key-only bundle uses a handful of fields, and
+//! these structs add no dependency tree to audit. Worth revisiting for keyless bundles.
 
 use std::collections::BTreeMap;
 use std::fs::File;
