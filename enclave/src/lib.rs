@@ -32,6 +32,7 @@
 )]
 
 pub mod error;
+pub mod kbs;
 pub mod rtmr;
 pub mod swtpm;
 pub mod tpm;

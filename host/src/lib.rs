@@ -1,10 +1,9 @@
 //! # veil-host
 //!
-//! What runs outside the confidential VM: the key broker (Trustee KBS 0.4.0
-//! request–challenge–attest–resource flow, attestation-gated release of model keys,
-//! EAR attestation results, Rego policy) and the operator's admin tooling.
-//!
-//! The crate is intentionally empty until the key-broker issue lands; it exists now so
-//! the workspace has its final shape and dependency direction
-//! (`veil-cli` → `veil-host` → `veil-attestation`) from the start.
+//! What runs outside the confidential VM: the key broker (`kbs`): the Trustee KBS 0.4.0
+//! request–challenge–attest–resource flow, attestation-gated release of model keys, EAR
+//! attestation results, Rego policy, a crash-safe encrypted store and an admin API.
 #![forbid(unsafe_code)]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
+pub mod kbs;

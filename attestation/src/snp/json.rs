@@ -244,6 +244,13 @@ fn report_object(v: &Value) -> Result<&Map<String, Value>, ParseError> {
     Ok(top)
 }
 
+/// Trustee's JSON form of a binary SNP report (the `attestation_report` object of SNP
+/// evidence), as the `sev` crate serialises it; [`report_from_trustee_json`] inverts it.
+pub fn report_to_trustee_json(report: &[u8]) -> Result<Value> {
+    let parsed = super::report::parse_report(report)?;
+    Ok(report_json(&parsed))
+}
+
 /// Convert Trustee's JSON form of an SNP report (a bare report object or the
 /// `{"attestation_report", "cert_chain"}` evidence) to the 1184-byte report.
 /// Refuses JSON with unknown or missing fields, wrong lengths, or anything that

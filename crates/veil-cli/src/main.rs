@@ -12,6 +12,7 @@ use veil_cli::cases::CaseFile;
 use veil_cli::outcome::{judge, to_json};
 use veil_cli::run::{Inputs, parse_hex, parse_time};
 
+mod kbs;
 mod model;
 mod sealing;
 
@@ -34,6 +35,9 @@ enum Command {
     Seal(Box<sealing::SealCmd>),
     /// Verify and decrypt a sealed bundle (operator tool; writes plaintext only with --out).
     Unseal(Box<sealing::UnsealCmd>),
+    /// The key broker (Trustee KBS protocol) and its admin API.
+    #[command(subcommand)]
+    Kbs(kbs::KbsCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -206,6 +210,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Model(cmd) => model::run(cmd),
         Command::Seal(cmd) => sealing::run_seal(*cmd),
         Command::Unseal(cmd) => sealing::run_unseal(*cmd),
+        Command::Kbs(cmd) => kbs::run(cmd),
     }
 }
 

@@ -44,6 +44,16 @@ pub struct SealCmd {
     /// Extra paths to leave out of the bundle (relative to the model).
     #[arg(long = "ignore-path", value_name = "PATH")]
     ignore_paths: Vec<PathBuf>,
+    /// Also register the data key with this key broker as
+    /// `veil/model-key/<manifest digest hex>` (needs --admin-key).
+    #[arg(long, value_name = "URL", requires = "admin_key")]
+    kbs: Option<String>,
+    /// The broker admin's private key (PEM PKCS#8, P-256).
+    #[arg(long, value_name = "FILE")]
+    admin_key: Option<PathBuf>,
+    /// A CA certificate to trust for the broker.
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
 }
 
 /// `veil unseal`.
@@ -189,6 +199,12 @@ pub fn run_seal(c: SealCmd) -> anyhow::Result<ExitCode> {
     println!("manifest digest: {}", sealed.manifest_digest);
     println!("signer: {}", sealed.signer);
     println!("data key: {} (mode 0600; hand it to the key broker, then delete it)", c.key_out.display());
+    if let (Some(url), Some(admin)) = (&c.kbs, &c.admin_key) {
+        let path =
+            crate::kbs::register_sealed(url, admin, c.ca_cert.as_deref(), &sealed.manifest_digest, &sealed.data_key)
+                .context("registering the data key with the broker (the bundle and key file are kept)")?;
+        println!("registered: {url}/kbs/v0/resource/{path}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -73,7 +73,7 @@ impl DataKey {
     /// A fresh key from the operating system's random source.
     pub fn generate() -> Result<Self, Error> {
         let mut k = Zeroizing::new([0u8; 32]);
-        aws_lc_rs::rand::fill(k.as_mut_slice()).map_err(|_| Error::Random)?;
+        crate::random(k.as_mut_slice()).map_err(|_| Error::Random)?;
         Ok(Self(k))
     }
 

@@ -127,7 +127,7 @@ pub(crate) fn refuse_existing(p: &Path) -> Result<(), Error> {
 pub(crate) fn partial_sibling(p: &Path) -> Result<PathBuf, Error> {
     let name = p.file_name().and_then(|n| n.to_str()).ok_or_else(|| Error::BadPath(p.into()))?;
     let mut r = [0u8; 8];
-    aws_lc_rs::rand::fill(&mut r).map_err(|_| Error::Random)?;
+    crate::random(&mut r).map_err(|_| Error::Random)?;
     Ok(p.with_file_name(format!(".{name}.partial-{}", hex::encode(r))))
 }
 
@@ -217,7 +217,7 @@ pub fn seal(model_dir: &Path, signing_key_pem: &[u8], out: &Path, opts: &SealOpt
 
     let data_key = DataKey::generate()?;
     let mut bundle_id = [0u8; 32];
-    aws_lc_rs::rand::fill(&mut bundle_id).map_err(|_| Error::Random)?;
+    crate::random(&mut bundle_id).map_err(|_| Error::Random)?;
 
     let tmp_path = partial_sibling(out)?;
     let tmp_file = OpenOptions::new()

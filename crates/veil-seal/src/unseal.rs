@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use aws_lc_rs::{aead, digest};
-use zeroize::Zeroizing;
 
 use crate::Error;
 use crate::bundle::{self, DataKey, FileEntry, MAC_LEN, Meta, PREAMBLE_LEN, TAG_LEN};
@@ -82,8 +81,8 @@ pub fn open(path: &Path, trusted_signer_pem: &[u8]) -> Result<Opened, Error> {
 pub struct PlainFile {
     /// Relative `/`-separated name.
     pub path: String,
-    /// The content; zeroized on drop.
-    pub data: Zeroizing<Vec<u8>>,
+    /// The content; wiped on drop.
+    pub data: crate::SecretBytes,
 }
 
 impl std::fmt::Debug for PlainFile {
@@ -109,7 +108,7 @@ pub struct Unsealed {
 impl Unsealed {
     /// The file named `path`.
     pub fn file(&self, path: &str) -> Option<&[u8]> {
-        self.files.iter().find(|f| f.path == path).map(|f| f.data.as_slice())
+        self.files.iter().find(|f| f.path == path).map(|f| &*f.data)
     }
 }
 
@@ -185,10 +184,10 @@ impl Opened {
         let h = &self.meta.header;
         let chunk = u64::from(h.chunk_size);
         let chunk_usize = usize::try_from(h.chunk_size).map_err(|_| Error::Header("chunk size".into()))?;
-        let mut buffers: Vec<Zeroizing<Vec<u8>>> = Vec::with_capacity(h.files.len());
+        let mut buffers: Vec<crate::SecretBytes> = Vec::with_capacity(h.files.len());
         for f in &h.files {
             let n = usize::try_from(f.size).map_err(|_| Error::Header(format!("{}: too large", f.path)))?;
-            buffers.push(Zeroizing::new(vec![0u8; n]));
+            buffers.push(crate::SecretBytes::zeroed(n));
         }
         let total = h.files.iter().map(|f| f.size).fold(0, u64::saturating_add);
         progress.begin(Phase::Decrypt, total);

@@ -131,7 +131,7 @@ fn round_trip_matches_the_model_and_its_oms_manifest() {
         assert_eq!(u.files.len(), 6);
         for file in &u.files {
             let on_disk = std::fs::read(f.model.join(&file.path)).unwrap();
-            assert_eq!(file.data.as_slice(), on_disk.as_slice(), "{}", file.path);
+            assert_eq!(&*file.data, on_disk.as_slice(), "{}", file.path);
         }
         assert!(u.file(".git/HEAD").is_none());
     }

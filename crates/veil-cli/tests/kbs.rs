@@ -1,0 +1,362 @@
+//! The key broker as a real process on loopback (`veil kbs serve --dev`), driven by the
+//! Veil KBS client with evidence from the simulated configfs-tsm, and by raw protocol
+//! requests for the refusals.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use veil_enclave::kbs::{EvidenceProvider, KbsClient, KbsClientError};
+use veil_enclave::tsm::TsmAttester;
+use veil_host::kbs::admin::AdminClient;
+use veil_sim::tsm::{Provider, TsmConfig, TsmSim};
+
+mod common;
+
+struct Broker {
+    child: Child,
+    url: String,
+    admin_key: PathBuf,
+    ca: Vec<u8>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_broker() -> Broker {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_veil"))
+        .args(["kbs", "serve", "--dev"])
+        .arg(dir.path().join("kbs"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut get = |prefix: &str| {
+        let l = lines.next().expect("broker exited before printing its address").unwrap();
+        l.strip_prefix(prefix).unwrap_or_else(|| panic!("expected {prefix:?}, got {l:?}")).to_owned()
+    };
+    let url = get("kbs: ");
+    let admin_key = PathBuf::from(get("admin-key: "));
+    let ca = std::fs::read(get("ca-cert: ")).unwrap();
+    Broker { child, url, admin_key, ca, _dir: dir }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
+}
+
+fn admin(b: &Broker) -> AdminClient {
+    AdminClient::new(&b.url, Some(&b.ca), &std::fs::read(&b.admin_key).unwrap()).unwrap()
+}
+
+fn provider(root: &Path) -> EvidenceProvider {
+    EvidenceProvider::new(Arc::new(TsmAttester::new(root)))
+}
+
+const DIGEST: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+
+fn refused_kind(e: KbsClientError) -> String {
+    match e {
+        KbsClientError::Refused { kind, .. } => kind,
+        other => panic!("expected a refusal, got {other}"),
+    }
+}
+
+#[test]
+fn simulated_cvm_obtains_a_model_key_and_refusals_have_the_right_class() {
+    let b = start_broker();
+    let rt = rt();
+    let admin = admin(&b);
+    let key = veil_seal::DataKey::from_bytes([7u8; 32]);
+    let path = rt.block_on(admin.register_model_key(DIGEST, &key)).unwrap();
+    assert_eq!(path, format!("veil/model-key/{}", &DIGEST[7..]));
+
+    let client = KbsClient::new(&b.url, Some(&b.ca)).unwrap();
+    let tsm = tempfile::tempdir().unwrap();
+    let _sim = TsmSim::start(tsm.path(), Provider::SevGuest).unwrap();
+    let got = rt.block_on(client.fetch(&provider(tsm.path()), &path)).unwrap();
+    assert_eq!(got.as_slice(), &[7u8; 32]);
+
+    // The token is an EAR JWT that verifies with the broker's published key and says simulated.
+    let session = rt.block_on(client.attest(&provider(tsm.path()))).unwrap();
+    let jwks: jsonwebtoken::jwk::JwkSet = rt.block_on(async {
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&b.ca).unwrap())
+            .build()
+            .unwrap()
+            .get(format!("{}/.well-known/jwks.json", b.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    let claims = veil_kbs::ear::verify(&session.token, &jwks).unwrap();
+    let cpu = &claims.submods["cpu0"];
+    assert!(cpu.veil.simulated);
+    assert_eq!(cpu.veil.tee, "snp");
+    assert_eq!(cpu.status, veil_kbs::ear::Status::Affirming);
+
+    // A resource that does not exist.
+    let e = rt.block_on(client.resource(&session, "veil/model-key/00")).unwrap_err();
+    assert_eq!(refused_kind(e), "ResourceNotFound");
+
+    // Wrong measurement: reference values name another one.
+    rt.block_on(admin.set_reference_values(&json!({"allow_simulated": true, "measurements": ["00".repeat(48)]})))
+        .unwrap();
+    let e = rt.block_on(client.fetch(&provider(tsm.path()), &path)).unwrap_err();
+    assert_eq!(refused_kind(e), "PolicyDeny");
+    rt.block_on(admin.set_reference_values(&json!({"allow_simulated": true, "allow_any_measurement": true}))).unwrap();
+
+    // Revoked model digest.
+    rt.block_on(admin.revoke(DIGEST)).unwrap();
+    let e = rt.block_on(client.fetch(&provider(tsm.path()), &path)).unwrap_err();
+    assert_eq!(refused_kind(e), "PolicyDeny");
+
+    // The audit log recorded the releases and the denials with reasons.
+    let log = rt.block_on(admin.decisions(100)).unwrap();
+    let events: Vec<&str> = log.as_array().unwrap().iter().map(|e| e["event"].as_str().unwrap()).collect();
+    assert!(events.contains(&"release") && events.contains(&"deny") && events.contains(&"revoke"), "{events:?}");
+    let denial = log.as_array().unwrap().iter().rev().find(|e| e["event"] == "deny").unwrap();
+    assert_eq!(denial["detail"], "model revoked");
+}
+
+#[test]
+fn debug_guests_are_refused() {
+    let b = start_broker();
+    let rt = rt();
+    rt.block_on(admin(&b).register("veil/model-key/aa", b"k")).unwrap();
+    let tsm = tempfile::tempdir().unwrap();
+    let mut cfg = TsmConfig::default();
+    cfg.snp.policy |= 1 << 19; // DEBUG
+    let _sim = TsmSim::start_with(tsm.path(), Provider::SevGuest, cfg).unwrap();
+    let client = KbsClient::new(&b.url, Some(&b.ca)).unwrap();
+    let e = rt.block_on(client.fetch(&provider(tsm.path()), "veil/model-key/aa")).unwrap_err();
+    assert_eq!(refused_kind(e), "PolicyDeny");
+}
+
+/// Raw protocol requests, for what the client never does.
+struct Raw {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl Raw {
+    fn new(b: &Broker) -> Self {
+        let http = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&b.ca).unwrap())
+            .tls_built_in_root_certs(false)
+            .build()
+            .unwrap();
+        Self { http, url: b.url.clone() }
+    }
+
+    async fn auth(&self, tee: &str) -> (String, String) {
+        let r = self
+            .http
+            .post(format!("{}/kbs/v0/auth", self.url))
+            .json(&json!({"version": "0.4.0", "tee": tee, "extra-params": {}}))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success());
+        let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["extra-params"], "");
+        (cookie, body["nonce"].as_str().unwrap().to_owned())
+    }
+
+    async fn attest(&self, cookie: &str, body: &Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}/kbs/v0/attest", self.url))
+            .header("cookie", cookie)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+fn snp_attestation(tsm: &Path, nonce: &str) -> Value {
+    let keys = veil_kbs::jwe::TeeKeyPair::generate().unwrap();
+    let rd = veil_kbs::RuntimeData { nonce: nonce.into(), tee_pubkey: keys.public().clone() };
+    let report_data = veil_kbs::report_data(&rd, "").unwrap();
+    let primary = provider(tsm).primary(&report_data).unwrap();
+    json!({"init-data": null, "runtime-data": rd, "tee-evidence": {"primary_evidence": primary, "additional_evidence": ""}})
+}
+
+#[test]
+fn protocol_refusals() {
+    let b = start_broker();
+    let rt = rt();
+    let raw = Raw::new(&b);
+    let tsm = tempfile::tempdir().unwrap();
+    let _sim = TsmSim::start(tsm.path(), Provider::SevGuest).unwrap();
+    rt.block_on(async {
+        // No token: TokenNotFound, in the protocol's error shape (decodes as kbs-types).
+        let r = raw.http.get(format!("{}/kbs/v0/resource/veil/model-key/aa", raw.url)).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 401);
+        let e: kbs_types::ErrorInformation = r.json().await.unwrap();
+        assert_eq!(e.error_type, "https://github.com/confidential-containers/kbs/errors/TokenNotFound");
+
+        // Wrong protocol version.
+        let r = raw
+            .http
+            .post(format!("{}/kbs/v0/auth", raw.url))
+            .json(&json!({"version": "0.1.1", "tee": "snp", "extra-params": {}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400);
+
+        // A good attestation, then the same nonce again: single use.
+        let (cookie, nonce) = raw.auth("snp").await;
+        let body = snp_attestation(tsm.path(), &nonce);
+        let (status, tok) = raw.attest(&cookie, &body).await;
+        assert_eq!(status, 200, "{tok}");
+        assert!(tok["token"].is_string());
+        let (status, e) = raw.attest(&cookie, &body).await;
+        assert_eq!((status, e["type"].as_str().unwrap().rsplit('/').next().unwrap()), (401, "AttestationFailed"));
+
+        // Replayed evidence in another session: its report data binds the old nonce.
+        let (cookie2, _nonce2) = raw.auth("snp").await;
+        let mut replay = body.clone();
+        replay["runtime-data"]["nonce"] = json!(_nonce2);
+        let (status, e) = raw.attest(&cookie2, &replay).await;
+        assert_eq!((status, e["type"].as_str().unwrap().rsplit('/').next().unwrap()), (401, "AttestationFailed"));
+
+        // Evidence from another session (its nonce) sent with this session's cookie.
+        let (cookie3, _) = raw.auth("snp").await;
+        let (_, nonce4) = raw.auth("snp").await;
+        let (status, e) = raw.attest(&cookie3, &snp_attestation(tsm.path(), &nonce4)).await;
+        assert_eq!((status, e["type"].as_str().unwrap().rsplit('/').next().unwrap()), (401, "AttestationFailed"));
+
+        // An unknown session.
+        let (status, e) = raw.attest("kbs-session-id=00", &body).await;
+        assert_eq!((status, e["type"].as_str().unwrap().rsplit('/').next().unwrap()), (401, "UnAuthenticatedCookie"));
+
+        // A tampered token as a bearer token.
+        let t = tok["token"].as_str().unwrap();
+        let mut parts: Vec<String> = t.split('.').map(str::to_owned).collect();
+        parts[2] = format!("{}A", &parts[2][..parts[2].len() - 1]);
+        let r = raw
+            .http
+            .get(format!("{}/kbs/v0/resource/veil/model-key/aa", raw.url))
+            .bearer_auth(parts.join("."))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 401);
+        let e: Value = r.json().await.unwrap();
+        assert!(e["type"].as_str().unwrap().ends_with("TokenVerificationFailed"), "{e}");
+
+        // Oversized body.
+        let r = raw
+            .http
+            .post(format!("{}/kbs/v0/attest", raw.url))
+            .header("cookie", &cookie)
+            .body(vec![b' '; 2 << 20])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 413);
+
+        // Admin API without or with a wrong admin token.
+        let r =
+            raw.http.post(format!("{}/kbs/v0/revoke", raw.url)).json(&json!({"digest": DIGEST})).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 401);
+    });
+}
+
+#[test]
+fn simulated_evidence_is_refused_without_the_opt_in() {
+    // A broker with danger_trust_simulator = false: the dev config with the flag removed.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("kbs");
+    veil_host::kbs::dev::ensure(&d).unwrap();
+    let cfg = std::fs::read_to_string(d.join("kbs.toml"))
+        .unwrap()
+        .replace("danger_trust_simulator = true", "danger_trust_simulator = false");
+    std::fs::write(d.join("kbs.toml"), cfg).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_veil"))
+        .args(["kbs", "serve", "--config"])
+        .arg(d.join("kbs.toml"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let line = BufReader::new(child.stdout.take().unwrap()).lines().next().unwrap().unwrap();
+    let b = Broker {
+        child,
+        url: line.strip_prefix("kbs: ").unwrap().to_owned(),
+        admin_key: d.join("admin.key"),
+        ca: std::fs::read(d.join("tls.crt")).unwrap(),
+        _dir: dir,
+    };
+    let rt = rt();
+    rt.block_on(admin(&b).register("veil/model-key/aa", b"k")).unwrap();
+    let tsm = tempfile::tempdir().unwrap();
+    let _sim = TsmSim::start(tsm.path(), Provider::SevGuest).unwrap();
+    let client = KbsClient::new(&b.url, Some(&b.ca)).unwrap();
+    let e = rt.block_on(client.fetch(&provider(tsm.path()), "veil/model-key/aa")).unwrap_err();
+    assert_eq!(refused_kind(e), "AttestationFailed");
+    // Trustee's unsigned `sample` TEE too.
+    let raw = Raw::new(&b);
+    rt.block_on(async {
+        let (cookie, nonce) = raw.auth("sample").await;
+        let keys = veil_kbs::jwe::TeeKeyPair::generate().unwrap();
+        let rd = veil_kbs::RuntimeData { nonce, tee_pubkey: keys.public().clone() };
+        let report_data = veil_kbs::report_data(&rd, "").unwrap();
+        use base64::Engine as _;
+        let body = json!({"init-data": null, "runtime-data": rd, "tee-evidence": {
+            "primary_evidence": {"svn": "1", "report_data": base64::engine::general_purpose::STANDARD.encode(&report_data[..48])},
+            "additional_evidence": ""}});
+        let (status, e) = raw.attest(&cookie, &body).await;
+        assert_eq!((status, e["type"].as_str().unwrap().rsplit('/').next().unwrap()), (401, "AttestationFailed"));
+    });
+    let _ = common::root();
+}
+
+#[test]
+fn sample_tee_is_accepted_with_the_opt_in_and_marked_simulated() {
+    let b = start_broker();
+    let rt = rt();
+    rt.block_on(admin(&b).register("default/test/key1", b"sample secret")).unwrap();
+    let raw = Raw::new(&b);
+    rt.block_on(async {
+        let (cookie, nonce) = raw.auth("sample").await;
+        let keys = veil_kbs::jwe::TeeKeyPair::generate().unwrap();
+        let rd = veil_kbs::RuntimeData { nonce, tee_pubkey: keys.public().clone() };
+        let report_data = veil_kbs::report_data(&rd, "").unwrap();
+        use base64::Engine as _;
+        let body = json!({"init-data": null, "runtime-data": rd, "tee-evidence": {
+            "primary_evidence": {"svn": "1", "report_data": base64::engine::general_purpose::STANDARD.encode(&report_data[..48])},
+            "additional_evidence": ""}});
+        let (status, tok) = raw.attest(&cookie, &body).await;
+        assert_eq!(status, 200, "{tok}");
+        let r = raw
+            .http
+            .get(format!("{}/kbs/v0/resource/default/test/key1", raw.url))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        let jwe: veil_kbs::jwe::FlatJwe = r.json().await.unwrap();
+        assert_eq!(keys.open(&jwe).unwrap().as_slice(), b"sample secret");
+    });
+}

@@ -1,0 +1,226 @@
+//! A client for the Trustee KBS 0.4.0 protocol (Veil's broker or Trustee's): auth →
+//! attest with evidence from an [`Attester`] bound to the protocol's report data →
+//! resource, decrypted from its JWE with a key pair that never leaves this process.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+use veil_attestation::snp::cert_table::{self, guid};
+use veil_kbs::jwe::{FlatJwe, TeeKeyPair};
+use veil_kbs::{
+    Attestation, Challenge, CompositeEvidence, ErrorBody, PROTOCOL_VERSION, Request, RuntimeData, SESSION_COOKIE, Tee,
+};
+use zeroize::Zeroizing;
+
+use crate::{Attester, Evidence, TeeKind};
+
+/// What can go wrong talking to a broker.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KbsClientError {
+    /// The broker refused, with the protocol's error body.
+    #[error("the broker refused ({status}): {kind}: {detail}")]
+    Refused {
+        /// HTTP status.
+        status: u16,
+        /// The error kind (Trustee's variant name).
+        kind: String,
+        /// The broker's reason class.
+        detail: String,
+    },
+    /// Transport or TLS failure.
+    #[error("talking to the broker: {0}")]
+    Http(String),
+    /// The broker's answer is malformed.
+    #[error("malformed answer from the broker: {0}")]
+    Protocol(String),
+    /// The attester failed.
+    #[error("attester: {0}")]
+    Attester(String),
+}
+
+fn http(e: impl std::fmt::Display) -> KbsClientError {
+    KbsClientError::Http(e.to_string())
+}
+
+/// Turns an [`Attester`]'s evidence into the protocol's `primary_evidence`.
+pub struct EvidenceProvider {
+    attester: Arc<dyn Attester>,
+    /// For TDX: PCS collateral to send with the quote (Veil's extension), as
+    /// `veil_attestation::tdx::Collateral` JSON.
+    pub tdx_collateral: Option<Value>,
+}
+
+impl std::fmt::Debug for EvidenceProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EvidenceProvider").finish_non_exhaustive()
+    }
+}
+
+impl EvidenceProvider {
+    /// Wraps an attester.
+    pub fn new(attester: Arc<dyn Attester>) -> Self {
+        Self { attester, tdx_collateral: None }
+    }
+
+    /// The protocol's TEE type.
+    pub fn tee(&self) -> Result<Tee, KbsClientError> {
+        match self.attester.tee().map_err(|e| KbsClientError::Attester(e.to_string()))? {
+            TeeKind::Snp => Ok(Tee::Snp),
+            TeeKind::Tdx => Ok(Tee::Tdx),
+            other => Err(KbsClientError::Attester(format!("{other:?} evidence is not sent as primary evidence"))),
+        }
+    }
+
+    /// Evidence bound to `report_data`, as `primary_evidence` JSON.
+    pub fn primary(&self, report_data: &[u8; 64]) -> Result<Value, KbsClientError> {
+        let att = |e: &dyn std::fmt::Display| KbsClientError::Attester(e.to_string());
+        match self.attester.evidence(report_data).map_err(|e| att(&e))? {
+            Evidence::Tsm(r) if r.provider == crate::tsm::PROVIDER_SNP => {
+                let report = veil_attestation::snp::json::report_to_trustee_json(&r.outblob).map_err(|e| att(&e))?;
+                let mut chain = Vec::new();
+                if let Some(aux) = r.auxblob.as_deref().filter(|a| !a.is_empty()) {
+                    for e in cert_table::parse(aux).map_err(|e| att(&e))? {
+                        let name = match e.guid {
+                            g if g == guid::VCEK => "VCEK",
+                            g if g == guid::VLEK => "VLEK",
+                            g if g == guid::ASK => "ASK",
+                            g if g == guid::ARK => "ARK",
+                            _ => continue,
+                        };
+                        chain.push(json!({"cert_type": name, "data": e.data}));
+                    }
+                }
+                Ok(json!({"attestation_report": report, "cert_chain": chain}))
+            }
+            Evidence::Tsm(r) if r.provider == crate::tsm::PROVIDER_TDX => {
+                let mut v = json!({"quote": STANDARD.encode(&r.outblob), "cc_eventlog": null});
+                if let (Some(c), Some(obj)) = (&self.tdx_collateral, v.as_object_mut()) {
+                    obj.insert("collateral".into(), c.clone());
+                }
+                Ok(v)
+            }
+            _ => Err(KbsClientError::Attester("unsupported evidence for KBS primary evidence".into())),
+        }
+    }
+}
+
+/// A KBS client over HTTPS.
+#[derive(Debug, Clone)]
+pub struct KbsClient {
+    base: String,
+    http: reqwest::Client,
+}
+
+async fn check(resp: reqwest::Response) -> Result<reqwest::Response, KbsClientError> {
+    if resp.status().is_success() {
+        return Ok(resp);
+    }
+    let status = resp.status().as_u16();
+    let body = resp.bytes().await.map_err(http)?;
+    match serde_json::from_slice::<ErrorBody>(&body) {
+        Ok(e) => Err(KbsClientError::Refused { status, kind: e.kind().to_owned(), detail: e.detail }),
+        Err(_) => Err(KbsClientError::Refused {
+            status,
+            kind: "Unknown".into(),
+            detail: String::from_utf8_lossy(body.get(..body.len().min(200)).unwrap_or_default()).into_owned(),
+        }),
+    }
+}
+
+impl KbsClient {
+    /// A client for `base_url` (`https://host:port`), trusting `ca_pem` in addition to
+    /// nothing else when given (a broker's self-signed certificate), or the web PKI.
+    pub fn new(base_url: &str, ca_pem: Option<&[u8]>) -> Result<Self, KbsClientError> {
+        let mut b = reqwest::Client::builder().use_rustls_tls().https_only(true);
+        if let Some(pem) = ca_pem {
+            b = b
+                .tls_built_in_root_certs(false)
+                .add_root_certificate(reqwest::Certificate::from_pem(pem).map_err(http)?);
+        }
+        Ok(Self { base: base_url.trim_end_matches('/').to_owned(), http: b.build().map_err(http)? })
+    }
+
+    /// The whole flow: returns the resource at `path` (`repo/type/tag`), plaintext.
+    pub async fn fetch(&self, evidence: &EvidenceProvider, path: &str) -> Result<Zeroizing<Vec<u8>>, KbsClientError> {
+        let session = self.attest(evidence).await?;
+        self.resource(&session, path).await
+    }
+
+    /// auth + attest: returns the session (cookie, token, key pair).
+    pub async fn attest(&self, evidence: &EvidenceProvider) -> Result<Session, KbsClientError> {
+        let tee = evidence.tee()?;
+        let req = Request {
+            version: PROTOCOL_VERSION.into(),
+            tee,
+            extra_params: json!({"supported-hash-algorithms": ["sha384"]}),
+        };
+        let resp =
+            check(self.http.post(format!("{}/kbs/v0/auth", self.base)).json(&req).send().await.map_err(http)?).await?;
+        let cookie = resp
+            .headers()
+            .get_all(reqwest::header::SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find_map(|v| {
+                v.split(';').next().filter(|c| c.starts_with(&format!("{SESSION_COOKIE}="))).map(str::to_owned)
+            })
+            .ok_or_else(|| KbsClientError::Protocol("no kbs-session-id cookie".into()))?;
+        let challenge: Challenge = resp.json().await.map_err(|e| KbsClientError::Protocol(e.to_string()))?;
+        let keys = TeeKeyPair::generate().map_err(|e| KbsClientError::Protocol(e.to_string()))?;
+        let runtime_data = RuntimeData { nonce: challenge.nonce, tee_pubkey: keys.public().clone() };
+        let additional = String::new();
+        let report_data =
+            veil_kbs::report_data(&runtime_data, &additional).map_err(|e| KbsClientError::Protocol(e.to_string()))?;
+        let primary = evidence.primary(&report_data)?;
+        let body = Attestation {
+            init_data: None,
+            runtime_data,
+            tee_evidence: CompositeEvidence { primary_evidence: primary, additional_evidence: additional },
+        };
+        let resp = check(
+            self.http
+                .post(format!("{}/kbs/v0/attest", self.base))
+                .header(reqwest::header::COOKIE, &cookie)
+                .json(&body)
+                .send()
+                .await
+                .map_err(http)?,
+        )
+        .await?;
+        let token: Value = resp.json().await.map_err(|e| KbsClientError::Protocol(e.to_string()))?;
+        let token = token
+            .get("token")
+            .and_then(Value::as_str)
+            .ok_or_else(|| KbsClientError::Protocol("no token in the attestation response".into()))?
+            .to_owned();
+        Ok(Session { cookie, token, keys })
+    }
+
+    /// Fetches and decrypts a resource within an attested session.
+    pub async fn resource(&self, session: &Session, path: &str) -> Result<Zeroizing<Vec<u8>>, KbsClientError> {
+        let resp = check(
+            self.http
+                .get(format!("{}/kbs/v0/resource/{path}", self.base))
+                .header(reqwest::header::COOKIE, &session.cookie)
+                .send()
+                .await
+                .map_err(http)?,
+        )
+        .await?;
+        let jwe: FlatJwe = resp.json().await.map_err(|e| KbsClientError::Protocol(e.to_string()))?;
+        session.keys.open(&jwe).map_err(|e| KbsClientError::Protocol(e.to_string()))
+    }
+}
+
+/// An attested session.
+#[derive(Debug)]
+pub struct Session {
+    /// `kbs-session-id=...`.
+    pub cookie: String,
+    /// The EAR attestation token.
+    pub token: String,
+    keys: TeeKeyPair,
+}

@@ -1,0 +1,519 @@
+//! The HTTP side of the broker: the KBS 0.4.0 endpoints, the admin API, TLS.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+use veil_kbs::ear::{self, EarClaims, Status, Submod, TokenKey, VeilClaims, VerifierId};
+use veil_kbs::{Attestation, Challenge, ErrorBody, PROTOCOL_VERSION, Request, SESSION_COOKIE, Tee};
+
+use super::config::Config;
+use super::evidence::Verifiers;
+use super::policy;
+use super::store::{self, Store};
+
+/// The broker's state, shared by all requests.
+pub struct Kbs {
+    cfg: Config,
+    store: Store,
+    token_key: TokenKey,
+    jwks: JwkSet,
+    admin_keys: Vec<DecodingKey>,
+    verifiers: Verifiers,
+    sessions: Mutex<HashMap<String, Session>>,
+}
+
+impl std::fmt::Debug for Kbs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kbs").field("listen", &self.cfg.listen).finish_non_exhaustive()
+    }
+}
+
+struct Session {
+    tee: Tee,
+    nonce: String,
+    expires: Instant,
+    state: SessionState,
+}
+
+enum SessionState {
+    /// Challenged; the nonce is unused.
+    Challenged,
+    /// The nonce was used by an attestation that failed.
+    Spent,
+    /// Attested: the token's claims.
+    Attested(Box<EarClaims>),
+}
+
+/// An error response in the protocol's shape.
+#[derive(Debug)]
+pub struct KbsError {
+    status: StatusCode,
+    kind: &'static str,
+    detail: String,
+}
+
+impl KbsError {
+    fn new(status: StatusCode, kind: &'static str, detail: impl Into<String>) -> Self {
+        Self { status, kind, detail: detail.into() }
+    }
+    fn bad(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "InvalidRequest", detail)
+    }
+    fn unauth(kind: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, kind, detail)
+    }
+    fn internal(e: impl std::fmt::Display) -> Self {
+        warn!(error = %e, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "internal error")
+    }
+}
+
+impl IntoResponse for KbsError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(ErrorBody::new(self.kind, self.detail))).into_response()
+    }
+}
+
+type KResult<T> = Result<T, KbsError>;
+
+fn unix_now() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn random_b64(n: usize) -> KResult<String> {
+    let mut b = vec![0u8; n];
+    aws_lc_rs::rand::fill(&mut b).map_err(KbsError::internal)?;
+    Ok(STANDARD.encode(b))
+}
+
+fn session_id(headers: &HeaderMap) -> Option<String> {
+    headers.get_all(header::COOKIE).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(';')).find_map(|c| {
+        let (k, v) = c.trim().split_once('=')?;
+        (k == SESSION_COOKIE).then(|| v.to_owned())
+    })
+}
+
+impl Kbs {
+    /// Builds the broker from its configuration: opens the store, loads the keys.
+    pub fn new(cfg: Config) -> anyhow::Result<Arc<Self>> {
+        let kek = super::load_kek(&cfg)?;
+        let store = Store::open(&cfg.store, &kek)?;
+        let der = std::fs::read(&cfg.token_key).map_err(|e| anyhow::anyhow!("{}: {e}", cfg.token_key.display()))?;
+        let token_key = TokenKey::from_pkcs8(&der)?;
+        let jwks = token_key.jwks();
+        let mut admin_keys = Vec::new();
+        for p in &cfg.admin_keys {
+            let pem = std::fs::read(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+            admin_keys.push(DecodingKey::from_ec_pem(&pem).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?);
+        }
+        if cfg.danger_trust_simulator {
+            warn!(
+                "danger_trust_simulator = true: simulated evidence and the sample TEE are accepted; every result says simulated"
+            );
+        }
+        Ok(Arc::new(Self {
+            cfg,
+            store,
+            token_key,
+            jwks,
+            admin_keys,
+            verifiers: Verifiers::default(),
+            sessions: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// The router.
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/kbs/v0/auth", post(auth))
+            .route("/kbs/v0/attest", post(attest))
+            .route("/kbs/v0/resource/{repo}/{kind}/{tag}", get(resource).post(register))
+            .route("/kbs/v0/resource-policy", post(set_resource_policy))
+            .route("/kbs/v0/attestation-policy", post(set_attestation_policy))
+            .route("/kbs/v0/reference-values", post(set_reference_values))
+            .route("/kbs/v0/revoke", post(revoke))
+            .route("/kbs/v0/decisions", get(decisions))
+            .route("/.well-known/jwks.json", get(jwks))
+            .layer(tower_http::limit::RequestBodyLimitLayer::new(self.cfg.max_body_bytes))
+            .with_state(self.clone())
+    }
+
+    fn sessions(&self) -> KResult<std::sync::MutexGuard<'_, HashMap<String, Session>>> {
+        self.sessions.lock().map_err(KbsError::internal)
+    }
+
+    fn reference(&self) -> KResult<Value> {
+        let r = self.store.meta(store::REFERENCE).map_err(KbsError::internal)?;
+        let r: Value =
+            r.as_deref().map(serde_json::from_str).transpose().map_err(KbsError::internal)?.unwrap_or(json!({}));
+        Ok(json!({ "reference": r }))
+    }
+
+    fn policy_text(&self, key: &str, default: &str) -> KResult<String> {
+        Ok(self.store.meta(key).map_err(KbsError::internal)?.unwrap_or_else(|| default.to_owned()))
+    }
+
+    fn audit(&self, event: &str, subject: &str, detail: &str) {
+        if let Err(e) = self.store.audit(event, subject, detail) {
+            warn!(error = %e, "audit append failed");
+        }
+    }
+
+    fn check_admin(&self, headers: &HeaderMap) -> KResult<()> {
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| KbsError::unauth("AdminAuth", "admin bearer token required"))?;
+        let mut v = Validation::new(Algorithm::ES256);
+        v.leeway = 0;
+        v.validate_aud = false;
+        v.set_required_spec_claims(&["exp", "iat"]);
+        for key in &self.admin_keys {
+            if jsonwebtoken::decode::<Value>(token, key, &v).is_ok() {
+                return Ok(());
+            }
+        }
+        Err(KbsError::unauth("AdminAuth", "admin token is not signed by a configured admin key, or expired"))
+    }
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes, what: &str) -> KResult<T> {
+    serde_json::from_slice(body).map_err(|e| KbsError::bad(format!("{what}: {e}")))
+}
+
+async fn auth(State(kbs): State<Arc<Kbs>>, body: Bytes) -> KResult<Response> {
+    let req: Request = parse(&body, "auth request")?;
+    if req.version != PROTOCOL_VERSION {
+        return Err(KbsError::bad(format!(
+            "protocol version {} is not supported (want {PROTOCOL_VERSION})",
+            req.version
+        )));
+    }
+    let id = hex::encode(STANDARD.decode(random_b64(16)?).map_err(KbsError::internal)?);
+    let nonce = random_b64(32)?;
+    let timeout = Duration::from_secs(kbs.cfg.session_timeout_secs);
+    {
+        let mut s = kbs.sessions()?;
+        let now = Instant::now();
+        s.retain(|_, v| v.expires > now);
+        if s.len() >= kbs.cfg.max_sessions {
+            return Err(KbsError::new(StatusCode::SERVICE_UNAVAILABLE, "Overloaded", "too many live sessions"));
+        }
+        s.insert(
+            id.clone(),
+            Session { tee: req.tee, nonce: nonce.clone(), expires: now + timeout, state: SessionState::Challenged },
+        );
+    }
+    let cookie = format!("{SESSION_COOKIE}={id}; Path=/kbs; HttpOnly; Secure; Max-Age={}", timeout.as_secs());
+    let mut resp = axum::Json(Challenge { nonce, extra_params: Value::String(String::new()) }).into_response();
+    resp.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).map_err(KbsError::internal)?);
+    Ok(resp)
+}
+
+async fn attest(State(kbs): State<Arc<Kbs>>, headers: HeaderMap, body: Bytes) -> KResult<Response> {
+    let id =
+        session_id(&headers).ok_or_else(|| KbsError::unauth("UnAuthenticatedCookie", "no kbs-session-id cookie"))?;
+    let att: Attestation = parse(&body, "attestation")?;
+    // Take the challenge and spend the nonce before any verification: one try per nonce.
+    let (tee, nonce) = {
+        let mut s = kbs.sessions()?;
+        let sess = s.get_mut(&id).ok_or_else(|| KbsError::unauth("UnAuthenticatedCookie", "unknown session"))?;
+        if sess.expires <= Instant::now() {
+            return Err(KbsError::unauth("ExpiredCookie", "session expired"));
+        }
+        if !matches!(sess.state, SessionState::Challenged) {
+            return Err(KbsError::unauth("AttestationFailed", "this session's nonce was already used"));
+        }
+        sess.state = SessionState::Spent;
+        (sess.tee, sess.nonce.clone())
+    };
+    let span = tracing::info_span!("attest", session = %id, tee = %tee);
+    let _g = span.enter();
+    if att.runtime_data.nonce != nonce {
+        kbs.audit("deny-attest", &id, "runtime-data nonce is not this session's challenge");
+        return Err(KbsError::unauth("AttestationFailed", "runtime-data nonce is not this session's challenge"));
+    }
+    let expected = veil_kbs::report_data(&att.runtime_data, &att.tee_evidence.additional_evidence)
+        .map_err(|e| KbsError::bad(e.to_string()))?;
+    let appraised = match kbs.verifiers.verify(tee, &att, &expected, kbs.cfg.danger_trust_simulator) {
+        Ok(a) => a,
+        Err(r) => {
+            warn!(reason = %r.detail, "evidence refused");
+            kbs.audit("deny-attest", &id, &r.detail);
+            return Err(KbsError::unauth("AttestationFailed", "evidence verification failed"));
+        }
+    };
+    let input = serde_json::to_value(&appraised).map_err(KbsError::internal)?;
+    let rego = kbs.policy_text(store::ATTESTATION_POLICY, policy::DEFAULT_ATTESTATION_POLICY)?;
+    let vector = policy::trust_vector(&rego, &kbs.reference()?, &input).map_err(KbsError::internal)?;
+    let status = Status::of_vector(&vector);
+    let now = unix_now();
+    let lifetime = i64::try_from(kbs.cfg.token_lifetime_secs).unwrap_or(300);
+    let veil = VeilClaims {
+        tee: appraised.tee.clone(),
+        simulated: appraised.simulated,
+        debug: appraised.debug,
+        measurement: appraised.measurement.clone(),
+        tcb: appraised.tcb.clone(),
+        init_data: appraised.init_data.clone(),
+        ..VeilClaims::default()
+    };
+    let annotated = json!({
+        "report_data": appraised.report_data,
+        "runtime_data_claims": { "nonce": att.runtime_data.nonce, "tee-pubkey": att.runtime_data.tee_pubkey },
+        appraised.tee.clone(): appraised.claims,
+    });
+    let claims = EarClaims {
+        eat_profile: ear::EAT_PROFILE.into(),
+        iat: now,
+        exp: now.saturating_add(lifetime),
+        iss: "veil-kbs".into(),
+        verifier_id: VerifierId {
+            developer: "https://github.com/veil".into(),
+            build: format!("veil-kbs {}", env!("CARGO_PKG_VERSION")),
+        },
+        submods: [(
+            "cpu0".to_owned(),
+            Submod { status, vector, policy_id: "default".into(), annotated_evidence: annotated, veil },
+        )]
+        .into_iter()
+        .collect(),
+    };
+    let token = kbs.token_key.sign(&claims).map_err(KbsError::internal)?;
+    info!(status = ?status, simulated = appraised.simulated, "attested");
+    kbs.audit(
+        "attest",
+        &id,
+        &format!(
+            "tee {} status {status:?} simulated {} measurement {}",
+            appraised.tee,
+            appraised.simulated,
+            appraised.measurement.as_deref().unwrap_or("-")
+        ),
+    );
+    if let Some(s) = kbs.sessions()?.get_mut(&id) {
+        s.state = SessionState::Attested(Box::new(claims));
+    }
+    Ok(axum::Json(json!({ "token": token })).into_response())
+}
+
+async fn resource(
+    State(kbs): State<Arc<Kbs>>,
+    Path((repo, kind, tag)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> KResult<Response> {
+    let path = format!("{repo}/{kind}/{tag}");
+    // The cookie first (as Trustee), then a bearer token.
+    let from_cookie = match session_id(&headers) {
+        Some(id) => {
+            let s = kbs.sessions()?;
+            match s.get(&id) {
+                Some(sess) if sess.expires <= Instant::now() => {
+                    return Err(KbsError::unauth("ExpiredCookie", "session expired"));
+                }
+                Some(Session { state: SessionState::Attested(c), .. }) => Some((**c).clone()),
+                _ => None,
+            }
+        }
+        None => None,
+    };
+    let claims = match from_cookie {
+        Some(c) => c,
+        None => {
+            let token = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .ok_or_else(|| KbsError::unauth("TokenNotFound", "Attestation Token not found"))?;
+            ear::verify(token, &kbs.jwks).map_err(|e| {
+                warn!(error = %e, "token refused");
+                KbsError::unauth("TokenVerificationFailed", "attestation token is invalid or expired")
+            })?
+        }
+    };
+    if claims.exp <= unix_now() {
+        return Err(KbsError::unauth("TokenVerificationFailed", "attestation token expired"));
+    }
+    let revoked = kbs.store.revoked().map_err(KbsError::internal)?;
+    let input = json!({
+        "submods": claims.submods,
+        "resource": {"repository": repo, "type": kind, "tag": tag},
+        "revoked": revoked,
+    });
+    let rego = kbs.policy_text(store::RESOURCE_POLICY, policy::DEFAULT_RESOURCE_POLICY)?;
+    if let Err(reasons) = policy::decide(&rego, &kbs.reference()?, &input).map_err(KbsError::internal)? {
+        let detail = reasons.join("; ");
+        warn!(resource = %path, reasons = %detail, "release denied");
+        kbs.audit("deny", &path, &detail);
+        return Err(KbsError::unauth("PolicyDeny", "the resource policy denied the release"));
+    }
+    let Some(value) = kbs.store.resource(&path).map_err(KbsError::internal)? else {
+        return Err(KbsError::new(StatusCode::NOT_FOUND, "ResourceNotFound", format!("no resource {path}")));
+    };
+    let to = claims.tee_pubkey().map_err(|e| KbsError::bad(e.to_string()))?;
+    let jwe = veil_kbs::jwe::seal(&to, &value).map_err(|e| KbsError::bad(e.to_string()))?;
+    let sim = claims.submods.get("cpu0").is_some_and(|s| s.veil.simulated);
+    info!(resource = %path, simulated = sim, "released");
+    kbs.audit("release", &path, &format!("simulated {sim}"));
+    Ok(axum::Json(jwe).into_response())
+}
+
+async fn register(
+    State(kbs): State<Arc<Kbs>>,
+    Path((repo, kind, tag)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> KResult<Response> {
+    kbs.check_admin(&headers)?;
+    let path = format!("{repo}/{kind}/{tag}");
+    for part in [&repo, &kind, &tag] {
+        if part.is_empty()
+            || part.len() > 256
+            || !part.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err(KbsError::new(
+                StatusCode::NOT_FOUND,
+                "InvalidRequestPath",
+                "resource path parts are [A-Za-z0-9._-]{1,256}",
+            ));
+        }
+    }
+    if body.is_empty() {
+        return Err(KbsError::bad("empty resource"));
+    }
+    kbs.store.put_resource(&path, &body).map_err(KbsError::internal)?;
+    info!(resource = %path, bytes = body.len(), "registered");
+    Ok(StatusCode::OK.into_response())
+}
+
+#[derive(Deserialize)]
+struct PolicyBody {
+    policy: String,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+    #[serde(default)]
+    policy_id: Option<String>,
+}
+
+fn policy_from(body: &Bytes) -> KResult<String> {
+    let p: PolicyBody = parse(body, "policy")?;
+    if p.kind.as_deref().is_some_and(|k| k != "rego") {
+        return Err(KbsError::bad("only rego policies are supported"));
+    }
+    let _ = p.policy_id;
+    let raw =
+        URL_SAFE_NO_PAD.decode(p.policy.trim_end_matches('=')).map_err(|_| KbsError::bad("policy is not base64url"))?;
+    let text = String::from_utf8(raw).map_err(|_| KbsError::bad("policy is not UTF-8"))?;
+    policy::check(&text).map_err(|e| KbsError::bad(e.to_string()))?;
+    Ok(text)
+}
+
+async fn set_resource_policy(State(kbs): State<Arc<Kbs>>, headers: HeaderMap, body: Bytes) -> KResult<Response> {
+    kbs.check_admin(&headers)?;
+    kbs.store.set_meta(store::RESOURCE_POLICY, &policy_from(&body)?).map_err(KbsError::internal)?;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn set_attestation_policy(State(kbs): State<Arc<Kbs>>, headers: HeaderMap, body: Bytes) -> KResult<Response> {
+    kbs.check_admin(&headers)?;
+    kbs.store.set_meta(store::ATTESTATION_POLICY, &policy_from(&body)?).map_err(KbsError::internal)?;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn set_reference_values(State(kbs): State<Arc<Kbs>>, headers: HeaderMap, body: Bytes) -> KResult<Response> {
+    kbs.check_admin(&headers)?;
+    let v: Value = parse(&body, "reference values")?;
+    if !v.is_object() {
+        return Err(KbsError::bad("reference values must be a JSON object"));
+    }
+    kbs.store.set_meta(store::REFERENCE, &v.to_string()).map_err(KbsError::internal)?;
+    Ok(StatusCode::OK.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeBody {
+    digest: String,
+}
+
+async fn revoke(State(kbs): State<Arc<Kbs>>, headers: HeaderMap, body: Bytes) -> KResult<Response> {
+    kbs.check_admin(&headers)?;
+    let r: RevokeBody = parse(&body, "revoke")?;
+    let hex_digest = r.digest.strip_prefix("sha256:").unwrap_or(&r.digest).to_ascii_lowercase();
+    if hex_digest.len() != 64 || !hex_digest.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(KbsError::bad("digest must be sha256:<64 hex digits>"));
+    }
+    kbs.store.revoke(&hex_digest).map_err(KbsError::internal)?;
+    info!(digest = %hex_digest, "revoked");
+    Ok(StatusCode::OK.into_response())
+}
+
+#[derive(Deserialize)]
+struct Limit {
+    limit: Option<usize>,
+}
+
+async fn decisions(State(kbs): State<Arc<Kbs>>, headers: HeaderMap, Query(q): Query<Limit>) -> KResult<Response> {
+    kbs.check_admin(&headers)?;
+    let n = q.limit.unwrap_or(50).min(1000);
+    Ok(axum::Json(kbs.store.recent(n).map_err(KbsError::internal)?).into_response())
+}
+
+async fn jwks(State(kbs): State<Arc<Kbs>>) -> Response {
+    axum::Json(kbs.jwks.clone()).into_response()
+}
+
+/// Binds, then serves TLS until the process ends. `on_listening` gets the bound address.
+pub async fn serve(kbs: Arc<Kbs>, on_listening: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
+    let tls = super::tls::server_config(&kbs.cfg.tls_cert, &kbs.cfg.tls_key)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let listener = TcpListener::bind(kbs.cfg.listen).await?;
+    let addr = listener.local_addr()?;
+    on_listening(addr);
+    info!(%addr, simulated_roots_trusted = kbs.cfg.danger_trust_simulator, "key broker listening");
+    let router = kbs.router();
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(error = %e, "accept failed");
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let svc = hyper_util::service::TowerToHyperService::new(router);
+            let conn =
+                hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(tls), svc);
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}
