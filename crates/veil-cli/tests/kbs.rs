@@ -251,7 +251,12 @@ fn protocol_refusals() {
         // A tampered token as a bearer token.
         let t = tok["token"].as_str().unwrap();
         let mut parts: Vec<String> = t.split('.').map(str::to_owned).collect();
-        parts[2] = format!("{}A", &parts[2][..parts[2].len() - 1]);
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let payload = String::from_utf8(b64.decode(&parts[1]).unwrap()).unwrap();
+        let forged = payload.replace("\"simulated\":true", "\"simulated\":false");
+        assert_ne!(forged, payload);
+        parts[1] = b64.encode(forged);
         let r = raw
             .http
             .get(format!("{}/kbs/v0/resource/veil/model-key/aa", raw.url))
@@ -263,16 +268,22 @@ fn protocol_refusals() {
         let e: Value = r.json().await.unwrap();
         assert!(e["type"].as_str().unwrap().ends_with("TokenVerificationFailed"), "{e}");
 
-        // Oversized body.
+        // Oversized body: 413 from the declared length, or (if the broker closed the
+        // connection while the client was still writing) a broken pipe; never processed.
         let r = raw
             .http
             .post(format!("{}/kbs/v0/attest", raw.url))
             .header("cookie", &cookie)
             .body(vec![b' '; 2 << 20])
             .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 413);
+            .await;
+        match r {
+            Ok(r) => assert_eq!(r.status().as_u16(), 413),
+            Err(e) => assert!(
+                format!("{e:?}").contains("BrokenPipe") || format!("{e:?}").contains("ConnectionReset"),
+                "{e:?}"
+            ),
+        }
 
         // Admin API without or with a wrong admin token.
         let r =
@@ -281,15 +292,12 @@ fn protocol_refusals() {
     });
 }
 
-#[test]
-fn simulated_evidence_is_refused_without_the_opt_in() {
-    // A broker with danger_trust_simulator = false: the dev config with the flag removed.
+/// A broker from the dev configuration with `edit` applied to its kbs.toml.
+fn start_edited(edit: impl Fn(String) -> String) -> Broker {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path().join("kbs");
     veil_host::kbs::dev::ensure(&d).unwrap();
-    let cfg = std::fs::read_to_string(d.join("kbs.toml"))
-        .unwrap()
-        .replace("danger_trust_simulator = true", "danger_trust_simulator = false");
+    let cfg = edit(std::fs::read_to_string(d.join("kbs.toml")).unwrap());
     std::fs::write(d.join("kbs.toml"), cfg).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_veil"))
         .args(["kbs", "serve", "--config"])
@@ -300,13 +308,50 @@ fn simulated_evidence_is_refused_without_the_opt_in() {
         .spawn()
         .unwrap();
     let line = BufReader::new(child.stdout.take().unwrap()).lines().next().unwrap().unwrap();
-    let b = Broker {
+    Broker {
         child,
         url: line.strip_prefix("kbs: ").unwrap().to_owned(),
         admin_key: d.join("admin.key"),
         ca: std::fs::read(d.join("tls.crt")).unwrap(),
         _dir: dir,
-    };
+    }
+}
+
+#[test]
+fn expired_sessions_are_refused() {
+    let b = start_edited(|c| format!("{c}session_timeout_secs = 1\n"));
+    let rt = rt();
+    rt.block_on(admin(&b).register("veil/model-key/aa", b"k")).unwrap();
+    let tsm = tempfile::tempdir().unwrap();
+    let _sim = TsmSim::start(tsm.path(), Provider::SevGuest).unwrap();
+    let raw = Raw::new(&b);
+    rt.block_on(async {
+        // Challenge, then attest too late.
+        let (cookie, nonce) = raw.auth("snp").await;
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        let (status, e) = raw.attest(&cookie, &snp_attestation(tsm.path(), &nonce)).await;
+        assert_eq!((status, e["type"].as_str().unwrap().rsplit('/').next().unwrap()), (401, "ExpiredCookie"));
+        // Attest in time, fetch too late.
+        let (cookie, nonce) = raw.auth("snp").await;
+        let (status, _) = raw.attest(&cookie, &snp_attestation(tsm.path(), &nonce)).await;
+        assert_eq!(status, 200);
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+        let r = raw
+            .http
+            .get(format!("{}/kbs/v0/resource/veil/model-key/aa", raw.url))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 401);
+        let e: Value = r.json().await.unwrap();
+        assert!(e["type"].as_str().unwrap().ends_with("ExpiredCookie"), "{e}");
+    });
+}
+
+#[test]
+fn simulated_evidence_is_refused_without_the_opt_in() {
+    let b = start_edited(|c| c.replace("danger_trust_simulator = true", "danger_trust_simulator = false"));
     let rt = rt();
     rt.block_on(admin(&b).register("veil/model-key/aa", b"k")).unwrap();
     let tsm = tempfile::tempdir().unwrap();

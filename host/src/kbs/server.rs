@@ -122,6 +122,10 @@ impl Kbs {
             let pem = std::fs::read(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
             admin_keys.push(DecodingKey::from_ec_pem(&pem).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?);
         }
+        // Seed aws-lc's RNG now (it gathers CPU jitter on first use, ~60 ms) rather than
+        // in the first request.
+        let mut seed = [0u8; 1];
+        aws_lc_rs::rand::fill(&mut seed).map_err(|_| anyhow::anyhow!("no randomness"))?;
         if cfg.danger_trust_simulator {
             warn!(
                 "danger_trust_simulator = true: simulated evidence and the sample TEE are accepted; every result says simulated"
