@@ -17,6 +17,9 @@ use veil_sim::tsm::{Provider, TsmSim};
 
 const ITERATIONS: u64 = 100;
 
+/// Registrations the broker acknowledged: (path, value).
+type Acked = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 #[test]
 fn kill_9_during_writes_and_releases_loses_no_acknowledged_key() {
     let dir = tempfile::tempdir().unwrap();
@@ -26,7 +29,7 @@ fn kill_9_during_writes_and_releases_loses_no_acknowledged_key() {
     let admin_pem = std::fs::read(&paths.admin_key).unwrap();
     let tsm = tempfile::tempdir().unwrap();
     let _sim = TsmSim::start(tsm.path(), Provider::SevGuest).unwrap();
-    let acked: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+    let acked: Acked = Arc::default();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let mut releases = 0u64;
 
