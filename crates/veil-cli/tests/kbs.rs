@@ -405,3 +405,23 @@ fn sample_tee_is_accepted_with_the_opt_in_and_marked_simulated() {
         assert_eq!(keys.open(&jwe).unwrap().as_slice(), b"sample secret");
     });
 }
+
+#[test]
+fn simulated_tdx_cvm_obtains_a_key_with_collateral_and_without_it_is_not_affirmed() {
+    let b = start_broker();
+    let rt = rt();
+    rt.block_on(admin(&b).register("veil/model-key/td", b"tdx key")).unwrap();
+    let tsm = tempfile::tempdir().unwrap();
+    let _sim = TsmSim::start(tsm.path(), Provider::TdxGuest).unwrap();
+    let client = KbsClient::new(&b.url, Some(&b.ca)).unwrap();
+    let issue = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    let collateral: Value =
+        serde_json::from_slice(&veil_sim::tdx::collateral_json(issue, issue + time::Duration::days(30)).unwrap())
+            .unwrap();
+    let mut ev = provider(tsm.path());
+    ev.tdx_collateral = Some(collateral);
+    assert_eq!(rt.block_on(client.fetch(&ev, "veil/model-key/td")).unwrap().as_slice(), b"tdx key");
+    // Without collateral the TCB status is not evaluated: the platform is not affirmed.
+    let e = rt.block_on(client.fetch(&provider(tsm.path()), "veil/model-key/td")).unwrap_err();
+    assert_eq!(refused_kind(e), "PolicyDeny");
+}

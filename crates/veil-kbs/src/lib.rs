@@ -147,3 +147,48 @@ mod tests {
         assert_eq!(b.kind(), "TokenNotFound");
     }
 }
+
+/// Fuzzing entry points: parse untrusted protocol input without panicking.
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::sync::OnceLock;
+
+    /// Request, Challenge and Attestation bodies, and the report data of an attestation.
+    pub fn messages(data: &[u8]) {
+        let _ = serde_json::from_slice::<crate::Request>(data);
+        let _ = serde_json::from_slice::<crate::Challenge>(data);
+        let _ = serde_json::from_slice::<crate::ErrorBody>(data);
+        if let Ok(a) = serde_json::from_slice::<crate::Attestation>(data) {
+            let _ = crate::report_data(&a.runtime_data, &a.tee_evidence.additional_evidence);
+            let _ = crate::tpm_qualifying_data(&a.runtime_data);
+            let _ = crate::jwe::seal(&a.runtime_data.tee_pubkey, b"fuzz");
+        }
+    }
+
+    fn keys() -> &'static (crate::jwe::TeeKeyPair, crate::ear::TokenKey) {
+        static KEYS: OnceLock<(crate::jwe::TeeKeyPair, crate::ear::TokenKey)> = OnceLock::new();
+        KEYS.get_or_init(|| {
+            #[allow(clippy::expect_used)]
+            (
+                crate::jwe::TeeKeyPair::generate().expect("key generation"),
+                crate::ear::TokenKey::generate().expect("key generation"),
+            )
+        })
+    }
+
+    /// A resource JWE as the client receives it, opened with a fixed key pair.
+    pub fn jwe(data: &[u8]) {
+        if let Ok(j) = serde_json::from_slice::<crate::jwe::FlatJwe>(data) {
+            let _ = keys().0.open(&j);
+        }
+    }
+
+    /// An attestation token as a bearer token, verified against a fixed key set.
+    pub fn token(data: &[u8]) {
+        if let Ok(s) = std::str::from_utf8(data) {
+            if let Ok(c) = crate::ear::verify(s, &keys().1.jwks()) {
+                let _ = c.tee_pubkey();
+            }
+        }
+    }
+}
