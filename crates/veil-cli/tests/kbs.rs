@@ -130,6 +130,22 @@ fn simulated_cvm_obtains_a_model_key_and_refusals_have_the_right_class() {
     assert!(events.contains(&"release") && events.contains(&"deny") && events.contains(&"revoke"), "{events:?}");
     let denial = log.as_array().unwrap().iter().rev().find(|e| e["event"] == "deny").unwrap();
     assert_eq!(denial["detail"], "model revoked");
+    // And the metrics count them.
+    let m = rt.block_on(async {
+        reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(&b.ca).unwrap())
+            .build()
+            .unwrap()
+            .get(format!("{}/metrics", b.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    });
+    assert!(m.contains(r#"veil_kbs_decisions_total{outcome="released"} 1"#), "{m}");
+    assert!(m.contains(r#"veil_kbs_decisions_total{outcome="denied"} 2"#), "{m}");
 }
 
 #[test]
@@ -424,4 +440,29 @@ fn simulated_tdx_cvm_obtains_a_key_with_collateral_and_without_it_is_not_affirme
     // Without collateral the TCB status is not evaluated: the platform is not affirmed.
     let e = rt.block_on(client.fetch(&provider(tsm.path()), "veil/model-key/td")).unwrap_err();
     assert_eq!(refused_kind(e), "PolicyDeny");
+}
+
+#[test]
+fn rate_limits_and_metrics() {
+    let b = start_edited(|c| format!("{c}rate_limit_per_sec = 0.5\nrate_limit_burst = 3\n"));
+    let rt = rt();
+    let raw = Raw::new(&b);
+    rt.block_on(async {
+        let mut statuses = Vec::new();
+        for _ in 0..5 {
+            let r = raw
+                .http
+                .post(format!("{}/kbs/v0/auth", raw.url))
+                .json(&json!({"version": "0.4.0", "tee": "snp", "extra-params": {}}))
+                .send()
+                .await
+                .unwrap();
+            statuses.push(r.status().as_u16());
+        }
+        assert_eq!(statuses, [200, 200, 200, 429, 429]);
+        let m = raw.http.get(format!("{}/metrics", raw.url)).send().await.unwrap().text().await.unwrap();
+        assert!(m.contains(r#"veil_kbs_requests_total{endpoint="/kbs/v0/auth",status="200"} 3"#), "{m}");
+        assert!(m.contains(r#"veil_kbs_requests_total{endpoint="/kbs/v0/auth",status="429"} 2"#), "{m}");
+        assert!(m.contains("veil_kbs_request_duration_seconds_bucket"), "{m}");
+    });
 }

@@ -44,6 +44,19 @@ pub struct Config {
     /// Most live sessions; beyond it new challenges are refused.
     #[serde(default = "default_max_sessions")]
     pub max_sessions: usize,
+    /// Requests per second each client IP may make (token bucket refill rate).
+    #[serde(default = "default_rate")]
+    pub rate_limit_per_sec: f64,
+    /// Burst each client IP may make (token bucket size).
+    #[serde(default = "default_burst")]
+    pub rate_limit_burst: f64,
+}
+
+fn default_rate() -> f64 {
+    500.0
+}
+fn default_burst() -> f64 {
+    1000.0
 }
 
 fn default_session_secs() -> u64 {

@@ -12,6 +12,7 @@ pub mod admin;
 pub mod config;
 pub mod dev;
 pub mod evidence;
+pub mod metrics;
 pub mod policy;
 pub mod server;
 pub mod store;

@@ -1,7 +1,7 @@
 //! The HTTP side of the broker: the KBS 0.4.0 endpoints, the admin API, TLS.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,6 +24,7 @@ use veil_kbs::{Attestation, Challenge, ErrorBody, PROTOCOL_VERSION, Request, SES
 
 use super::config::Config;
 use super::evidence::Verifiers;
+use super::metrics::Metrics;
 use super::policy;
 use super::store::{self, Store};
 
@@ -36,7 +37,19 @@ pub struct Kbs {
     admin_keys: Vec<DecodingKey>,
     verifiers: Verifiers,
     sessions: Mutex<HashMap<String, Session>>,
+    metrics: Metrics,
+    buckets: Mutex<HashMap<IpAddr, Bucket>>,
 }
+
+/// A client's token bucket.
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// The peer address of a connection, added to each request's extensions.
+#[derive(Debug, Clone, Copy)]
+struct Peer(IpAddr);
 
 impl std::fmt::Debug for Kbs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -139,6 +152,8 @@ impl Kbs {
             admin_keys,
             verifiers: Verifiers::default(),
             sessions: Mutex::new(HashMap::new()),
+            metrics: Metrics::default(),
+            buckets: Mutex::new(HashMap::new()),
         }))
     }
 
@@ -154,8 +169,30 @@ impl Kbs {
             .route("/kbs/v0/revoke", post(revoke))
             .route("/kbs/v0/decisions", get(decisions))
             .route("/.well-known/jwks.json", get(jwks))
+            .route("/metrics", get(metrics))
+            .layer(axum::middleware::from_fn_with_state(self.clone(), track))
             .layer(tower_http::limit::RequestBodyLimitLayer::new(self.cfg.max_body_bytes))
             .with_state(self.clone())
+    }
+
+    /// Takes one token from `ip`'s bucket; false when it is empty.
+    fn admit(&self, ip: IpAddr) -> bool {
+        let Ok(mut b) = self.buckets.lock() else { return false };
+        let now = Instant::now();
+        if b.len() > 10_000 {
+            let (rate, burst) = (self.cfg.rate_limit_per_sec, self.cfg.rate_limit_burst);
+            b.retain(|_, v| v.tokens + now.duration_since(v.at).as_secs_f64() * rate < burst);
+        }
+        let e = b.entry(ip).or_insert(Bucket { tokens: self.cfg.rate_limit_burst, at: now });
+        e.tokens = (e.tokens + now.duration_since(e.at).as_secs_f64() * self.cfg.rate_limit_per_sec)
+            .min(self.cfg.rate_limit_burst);
+        e.at = now;
+        if e.tokens >= 1.0 {
+            e.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
     }
 
     fn sessions(&self) -> KResult<std::sync::MutexGuard<'_, HashMap<String, Session>>> {
@@ -251,6 +288,7 @@ async fn attest(State(kbs): State<Arc<Kbs>>, headers: HeaderMap, body: Bytes) ->
     let span = tracing::info_span!("attest", session = %id, tee = %tee);
     let _g = span.enter();
     if att.runtime_data.nonce != nonce {
+        kbs.metrics.decision("attest_refused");
         kbs.audit("deny-attest", &id, "runtime-data nonce is not this session's challenge");
         return Err(KbsError::unauth("AttestationFailed", "runtime-data nonce is not this session's challenge"));
     }
@@ -260,6 +298,7 @@ async fn attest(State(kbs): State<Arc<Kbs>>, headers: HeaderMap, body: Bytes) ->
         Ok(a) => a,
         Err(r) => {
             warn!(reason = %r.detail, "evidence refused");
+            kbs.metrics.decision("attest_refused");
             kbs.audit("deny-attest", &id, &r.detail);
             return Err(KbsError::unauth("AttestationFailed", "evidence verification failed"));
         }
@@ -302,6 +341,7 @@ async fn attest(State(kbs): State<Arc<Kbs>>, headers: HeaderMap, body: Bytes) ->
     };
     let token = kbs.token_key.sign(&claims).map_err(KbsError::internal)?;
     info!(status = ?status, simulated = appraised.simulated, "attested");
+    kbs.metrics.decision("attested");
     kbs.audit(
         "attest",
         &id,
@@ -365,6 +405,7 @@ async fn resource(
     if let Err(reasons) = policy::decide(&rego, &kbs.reference()?, &input).map_err(KbsError::internal)? {
         let detail = reasons.join("; ");
         warn!(resource = %path, reasons = %detail, "release denied");
+        kbs.metrics.decision("denied");
         kbs.audit("deny", &path, &detail);
         return Err(KbsError::unauth("PolicyDeny", "the resource policy denied the release"));
     }
@@ -375,6 +416,7 @@ async fn resource(
     let jwe = veil_kbs::jwe::seal(&to, &value).map_err(|e| KbsError::bad(e.to_string()))?;
     let sim = claims.submods.get("cpu0").is_some_and(|s| s.veil.simulated);
     info!(resource = %path, simulated = sim, "released");
+    kbs.metrics.decision("released");
     kbs.audit("release", &path, &format!("simulated {sim}"));
     Ok(axum::Json(jwe).into_response())
 }
@@ -480,6 +522,30 @@ async fn decisions(State(kbs): State<Arc<Kbs>>, headers: HeaderMap, Query(q): Qu
     Ok(axum::Json(kbs.store.recent(n).map_err(KbsError::internal)?).into_response())
 }
 
+/// Rate limiting per client IP, then metrics for every request.
+async fn track(State(kbs): State<Arc<Kbs>>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let endpoint = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    if let Some(Peer(ip)) = req.extensions().get::<Peer>().copied() {
+        if endpoint != "/metrics" && !kbs.admit(ip) {
+            kbs.metrics.request(&endpoint, 429, 0.0);
+            return KbsError::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", "rate limit exceeded")
+                .into_response();
+        }
+    }
+    let t = Instant::now();
+    let resp = next.run(req).await;
+    kbs.metrics.request(&endpoint, resp.status().as_u16(), t.elapsed().as_secs_f64());
+    resp
+}
+
+async fn metrics(State(kbs): State<Arc<Kbs>>) -> Response {
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], kbs.metrics.render())
+        .into_response()
+}
+
 async fn jwks(State(kbs): State<Arc<Kbs>>) -> Response {
     axum::Json(kbs.jwks.clone()).into_response()
 }
@@ -512,7 +578,7 @@ pub async fn serve(kbs: Arc<Kbs>, on_listening: impl FnOnce(SocketAddr)) -> anyh
                 }
                 Err(_) => return,
             };
-            let svc = hyper_util::service::TowerToHyperService::new(router);
+            let svc = hyper_util::service::TowerToHyperService::new(router.layer(axum::Extension(Peer(peer.ip()))));
             let conn =
                 hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(tls), svc);
             if let Err(e) = conn.await {
