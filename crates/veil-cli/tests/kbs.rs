@@ -466,3 +466,50 @@ fn rate_limits_and_metrics() {
         assert!(m.contains("veil_kbs_request_duration_seconds_bucket"), "{m}");
     });
 }
+
+#[test]
+fn veil_seal_registers_the_model_key_and_the_cvm_unseals_with_it() {
+    let b = start_broker();
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    common::keygen(d, "owner", "SECP256R1", false);
+    std::fs::create_dir(d.join("m")).unwrap();
+    std::fs::write(d.join("m/README.md"), "---\nlicense: mit\n---\n").unwrap();
+    std::fs::write(d.join("m/w.bin"), vec![5u8; 100_000]).unwrap();
+    std::fs::write(d.join("ca.pem"), &b.ca).unwrap();
+    let o = common::veil(
+        &[
+            "seal",
+            "m",
+            "--signing-key",
+            "owner.pem",
+            "--out",
+            "m.veil",
+            "--key-out",
+            "m.key",
+            "--kbs",
+            &b.url,
+            "--admin-key",
+            b.admin_key.to_str().unwrap(),
+            "--ca-cert",
+            "ca.pem",
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", common::stderr(&o));
+    let out = common::stdout(&o);
+    let digest = out.lines().find_map(|l| l.strip_prefix("manifest digest: ")).unwrap();
+    assert!(out.contains(&format!("veil/model-key/{}", &digest[7..])), "{out}");
+
+    // The simulated CVM gets the key from the broker and unseals the bundle with it.
+    let rt = rt();
+    let tsm = tempfile::tempdir().unwrap();
+    let _sim = TsmSim::start(tsm.path(), Provider::SevGuest).unwrap();
+    let client = KbsClient::new(&b.url, Some(&b.ca)).unwrap();
+    let key = rt.block_on(client.fetch(&provider(tsm.path()), &veil_kbs::model_key_path(digest))).unwrap();
+    let key = veil_seal::DataKey::from_bytes(key.as_slice().try_into().unwrap());
+    let signer = std::fs::read(d.join("owner.pub")).unwrap();
+    let u = veil_seal::unseal::unseal(&d.join("m.veil"), &signer, &key).unwrap();
+    assert_eq!(u.manifest_digest, digest);
+    assert_eq!(u.file("w.bin").unwrap(), vec![5u8; 100_000].as_slice());
+}
