@@ -134,7 +134,11 @@ impl KbsClient {
     /// A client for `base_url` (`https://host:port`), trusting `ca_pem` in addition to
     /// nothing else when given (a broker's self-signed certificate), or the web PKI.
     pub fn new(base_url: &str, ca_pem: Option<&[u8]>) -> Result<Self, KbsClientError> {
-        let mut b = reqwest::Client::builder().use_rustls_tls().https_only(true);
+        let mut b = reqwest::Client::builder()
+            .use_rustls_tls()
+            .https_only(true)
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .timeout(std::time::Duration::from_secs(60));
         if let Some(pem) = ca_pem {
             b = b
                 .tls_built_in_root_certs(false)
@@ -215,12 +219,17 @@ impl KbsClient {
     }
 }
 
-/// An attested session.
-#[derive(Debug)]
+/// An attested session. Debug does not print the cookie or the token.
 pub struct Session {
     /// `kbs-session-id=...`.
     pub cookie: String,
     /// The EAR attestation token.
     pub token: String,
     keys: TeeKeyPair,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").finish_non_exhaustive()
+    }
 }

@@ -211,7 +211,7 @@ pub fn run_seal(c: SealCmd) -> anyhow::Result<ExitCode> {
 /// Runs `veil unseal`.
 pub fn run_unseal(c: UnsealCmd) -> anyhow::Result<ExitCode> {
     let signer = read(&c.trusted_signer)?;
-    let key = DataKey::from_hex(&read(&c.data_key)?)?;
+    let key = DataKey::from_hex(&zeroize::Zeroizing::new(read(&c.data_key)?))?;
     let card_policy = policy(c.card_policy.as_deref())?;
     if let Some(out) = &c.out {
         if std::fs::symlink_metadata(out).is_ok() {

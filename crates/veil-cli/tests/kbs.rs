@@ -301,10 +301,29 @@ fn protocol_refusals() {
             ),
         }
 
-        // Admin API without or with a wrong admin token.
+        // Admin API without an admin token, or with one that lacks the role or lives too long.
         let r =
             raw.http.post(format!("{}/kbs/v0/revoke", raw.url)).json(&json!({"digest": DIGEST})).send().await.unwrap();
         assert_eq!(r.status().as_u16(), 401);
+        let key = jsonwebtoken::EncodingKey::from_ec_pem(&std::fs::read(&b.admin_key).unwrap()).unwrap();
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        for claims in [
+            json!({"iat": now, "exp": now + 60}),
+            json!({"iat": now, "exp": now + 86_400, "role": "admin"}),
+            json!({"iat": now - 120, "exp": now - 60, "role": "admin"}),
+        ] {
+            let t = jsonwebtoken::encode(&jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256), &claims, &key)
+                .unwrap();
+            let r = raw
+                .http
+                .post(format!("{}/kbs/v0/revoke", raw.url))
+                .bearer_auth(t)
+                .json(&json!({"digest": DIGEST}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 401, "{claims}");
+        }
     });
 }
 

@@ -46,12 +46,13 @@ pub enum Status {
 }
 
 impl Status {
-    /// The tier of one AR4SI value (draft-ietf-rats-ar4si: 0 none, 1 / -1 and 2..=31
-    /// affirming, 32..=95 warning, 96..=127 contraindicated; negatives mirror).
+    /// The tier of one AR4SI value (draft-ietf-rats-ar4si: -1..=1 none — 0 no claim,
+    /// 1 unexpected evidence, -1 verifier malfunction —, 2..=31 affirming, 32..=95 warning,
+    /// 96..=127 contraindicated; negatives mirror).
     pub fn of(value: i8) -> Self {
         match value.unsigned_abs() {
-            0 => Status::None,
-            1..=31 => Status::Affirming,
+            0 | 1 => Status::None,
+            2..=31 => Status::Affirming,
             32..=95 => Status::Warning,
             _ => Status::Contraindicated,
         }
@@ -311,6 +312,8 @@ mod tests {
     #[test]
     fn status_tiers() {
         assert_eq!(Status::of(0), Status::None);
+        assert_eq!(Status::of(1), Status::None);
+        assert_eq!(Status::of(-1), Status::None);
         assert_eq!(Status::of(2), Status::Affirming);
         assert_eq!(Status::of(33), Status::Warning);
         assert_eq!(Status::of(96), Status::Contraindicated);

@@ -281,6 +281,15 @@ pub(crate) fn preamble(header_len: u32, header_offset: u64) -> [u8; PREAMBLE_LEN
     p
 }
 
+/// Deepest name accepted, in components.
+pub const MAX_DEPTH: usize = 64;
+
+/// Unicode bidirectional controls and other invisible format characters, which can make a
+/// name display as another (e.g. U+202E RIGHT-TO-LEFT OVERRIDE).
+fn is_bidi_or_format(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+}
+
 /// Checks that a file name from a bundle is a safe relative path: not empty, no absolute
 /// path, no `.`/`..`/empty component, no backslash or control character.
 pub fn check_name(name: &str) -> Result<(), Error> {
@@ -294,8 +303,11 @@ pub fn check_name(name: &str) -> Result<(), Error> {
     if name.starts_with('/') {
         return bad("absolute path");
     }
-    if name.chars().any(|c| c == '\\' || c.is_control()) {
-        return bad("backslash or control character");
+    if name.chars().any(|c| c == '\\' || c.is_control() || is_bidi_or_format(c)) {
+        return bad("backslash, control or bidirectional-format character");
+    }
+    if name.split('/').count() > MAX_DEPTH {
+        return bad("too deep");
     }
     for c in name.split('/') {
         match c {
@@ -311,21 +323,24 @@ pub fn check_name(name: &str) -> Result<(), Error> {
 /// of another (`a` and `a/b`).
 pub fn check_names<'a>(names: impl IntoIterator<Item = &'a str>) -> Result<(), Error> {
     let mut files = BTreeSet::new();
-    let mut dirs = BTreeSet::new();
     for name in names {
         check_name(name)?;
         if !files.insert(name) {
             return Err(Error::BadName { name: name.to_owned(), reason: "listed twice" });
         }
-        let mut at = 0;
-        while let Some(i) = name.get(at..).and_then(|s| s.find('/')) {
-            let end = at.saturating_add(i);
-            dirs.insert(name.get(..end).unwrap_or_default());
-            at = end.saturating_add(1);
-        }
     }
-    if let Some(clash) = files.intersection(&dirs).next() {
-        return Err(Error::BadName { name: (*clash).to_owned(), reason: "both a file and a directory" });
+    // A name that is also a directory of another: some other name starts with "name/".
+    // One range query per name over the sorted set (no per-prefix work, so a header of
+    // deep names costs O(n log n) comparisons, not O(n × depth)).
+    for name in &files {
+        let dir = format!("{name}/");
+        if files
+            .range::<str, _>((std::ops::Bound::Included(dir.as_str()), std::ops::Bound::Unbounded))
+            .next()
+            .is_some_and(|n| n.starts_with(&dir))
+        {
+            return Err(Error::BadName { name: (*name).to_owned(), reason: "both a file and a directory" });
+        }
     }
     Ok(())
 }
@@ -338,8 +353,8 @@ impl Meta {
         let hlen = usize::try_from(pre.header_len).map_err(|_| Error::Header("header length".into()))?;
         let (header_bytes, mac) = header_and_mac.split_at_checked(hlen).ok_or_else(|| Error::Header("short".into()))?;
         let mac: [u8; MAC_LEN] = mac.try_into().map_err(|_| Error::Header("header MAC is not 32 bytes".into()))?;
-        let header: Header =
-            serde_json::from_slice(header_bytes).map_err(|e| Error::Header(format!("header JSON: {e}")))?;
+        let header: Header = serde_json::from_slice(header_bytes)
+            .map_err(|e| Error::Header(format!("header JSON: {}", e.to_string().escape_debug())))?;
         if header.aead != AEAD_NAME {
             return Err(Error::Header(format!("unsupported AEAD {:?}", header.aead)));
         }
@@ -417,10 +432,29 @@ mod tests {
         for ok in ["a", "a/b.gguf", "dir/sub/file", "..a", "a..", ".hidden"] {
             check_name(ok).unwrap();
         }
-        for bad in ["", "/etc/passwd", "../x", "a/../../x", "a//b", "./a", "a/.", "a\\b", "a\0b", "a\nb", "a/"] {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "a//b",
+            "./a",
+            "a/.",
+            "a\\b",
+            "a\0b",
+            "a\nb",
+            "a/",
+            "evil\u{202E}txt.gguf",
+        ] {
             assert!(matches!(check_name(bad), Err(Error::BadName { .. })), "{bad:?}");
         }
         check_names(["a/b", "a/c", "b"]).unwrap();
+        assert!(matches!(
+            check_name(&vec!["a"; MAX_DEPTH + 1].join("/")),
+            Err(Error::BadName { reason: "too deep", .. })
+        ));
+        check_name(&vec!["a"; MAX_DEPTH].join("/")).unwrap();
+        check_names(["a", "a.b/c", "a-b"]).unwrap();
         assert!(matches!(check_names(["a", "a/b"]), Err(Error::BadName { reason: "both a file and a directory", .. })));
         assert!(matches!(check_names(["x/y/z", "x/y"]), Err(Error::BadName { .. })));
         assert!(matches!(check_names(["a", "a"]), Err(Error::BadName { reason: "listed twice", .. })));

@@ -51,7 +51,8 @@ impl Card {
         let fields: BTreeMap<String, Value> = if yaml.trim().is_empty() {
             BTreeMap::new()
         } else {
-            serde_saphyr::from_str(&yaml).map_err(|e| Error::Card(format!("card's YAML header: {e}")))?
+            serde_saphyr::from_str(&yaml)
+                .map_err(|e| Error::Card(format!("card's YAML header: {}", e.to_string().escape_debug())))?
         };
         Ok(Self { text: text.to_owned(), fields })
     }
@@ -110,6 +111,12 @@ impl CardPolicy {
                     }
                 }
                 Some(Value::Array(items)) => {
+                    if items.is_empty() {
+                        return Err(fail(
+                            field,
+                            format!("must be one of {allowed:?}, but the card gives an empty list"),
+                        ));
+                    }
                     for item in items {
                         match item.as_str() {
                             Some(s) if ok(s) => {}
@@ -176,6 +183,9 @@ mod tests {
         let e = p.check(&Card::parse("---\nlicense: mit\nlanguage: [en, de]\n---\n").unwrap()).unwrap_err();
         assert!(matches!(&e, Error::CardPolicy { field, reason } if field == "language" && reason.contains("\"de\"")));
         let e = p.check(&Card::parse("---\nlicense: {a: 1}\nlanguage: en\n---\n").unwrap()).unwrap_err();
+        assert!(matches!(&e, Error::CardPolicy { field, .. } if field == "license"), "{e}");
+        let only_allowed = CardPolicy::from_toml("[allowed]\nlicense = [\"mit\"]\n").unwrap();
+        let e = only_allowed.check(&Card::parse("---\nlicense: []\n---\n").unwrap()).unwrap_err();
         assert!(matches!(&e, Error::CardPolicy { field, .. } if field == "license"), "{e}");
         let e = p.check(&Card::parse("---\nlicense: ''\nlanguage: en\n---\n").unwrap()).unwrap_err();
         assert!(matches!(&e, Error::CardPolicy { field, .. } if field == "license"), "{e}");

@@ -91,13 +91,28 @@ struct Plan<'a> {
     name: String,
     source: Source<'a>,
     size: u64,
-    /// (inode, mtime seconds, mtime nanoseconds) when listed, to detect changes.
-    stamp: Option<(u64, i64, i64)>,
+    /// (inode, mtime, ctime) when listed, to detect changes.
+    stamp: Option<Stamp>,
     offset: u64,
 }
 
-fn stamp(m: &std::fs::Metadata) -> (u64, i64, i64) {
-    (m.ino(), m.mtime(), m.mtime_nsec())
+/// What identifies a file's content cheaply: device, inode, size, mtime and ctime.
+type Stamp = (u64, u64, u64, i64, i64, i64, i64);
+
+fn stamp(m: &std::fs::Metadata) -> Stamp {
+    (m.dev(), m.ino(), m.len(), m.mtime(), m.mtime_nsec(), m.ctime(), m.ctime_nsec())
+}
+
+/// Opens a listed file for reading, refusing anything that is no longer the file that was
+/// listed (a symlink or another file swapped in): its open handle must have the listed
+/// device and inode.
+fn open_listed(path: &Path, listed: Option<Stamp>) -> Result<File, Error> {
+    let f = File::open(path).map_err(|source| Error::Io { path: path.into(), source })?;
+    let m = f.metadata().map_err(|source| Error::Io { path: path.into(), source })?;
+    match listed {
+        Some(s) if (m.dev(), m.ino()) != (s.0, s.1) || !m.is_file() => Err(Error::Changed(path.into())),
+        _ => Ok(f),
+    }
 }
 
 /// A temporary file removed on drop unless kept.
@@ -163,16 +178,26 @@ pub fn seal(model_dir: &Path, signing_key_pem: &[u8], out: &Path, opts: &SealOpt
             (CARD_FILE_NAME, t, false)
         }
         None => {
-            let p = model_dir.join(README_NAME);
-            match std::fs::read_to_string(&p) {
-                Ok(t) => (README_NAME, t, true),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(Error::Card(format!(
-                        "no model card: the model has no {README_NAME}; pass one with --card"
-                    )));
+            // The card rule (checked again by `unseal::open`): MODEL_CARD.md if the model
+            // has one, otherwise README.md.
+            let mut found = None;
+            for name in [CARD_FILE_NAME, README_NAME] {
+                let p = model_dir.join(name);
+                match std::fs::read_to_string(&p) {
+                    Ok(t) => {
+                        found = Some((name, t));
+                        break;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(source) => return Err(Error::Io { path: p, source }),
                 }
-                Err(source) => return Err(Error::Io { path: p, source }),
             }
+            let Some((name, t)) = found else {
+                return Err(Error::Card(format!(
+                    "no model card: the model has no {CARD_FILE_NAME} or {README_NAME}; pass one with --card"
+                )));
+            };
+            (name, t, true)
         }
     };
     let card = Card::parse(&card_text)?;
@@ -184,8 +209,8 @@ pub fn seal(model_dir: &Path, signing_key_pem: &[u8], out: &Path, opts: &SealOpt
     let mut ignore = opts.ignore_paths.to_vec();
     ignore.push(std::path::absolute(out).map_err(|source| Error::Io { path: out.into(), source })?);
     let mut listed = ModelFiles::list(model_dir, &ignore)?;
-    if card_in_model && !listed.files.iter().any(|f| f == README_NAME) {
-        return Err(Error::Card(format!("the model's {README_NAME} is ignored or not a regular file")));
+    if card_in_model && !listed.files.iter().any(|f| f == card_name) {
+        return Err(Error::Card(format!("the model's {card_name} is ignored or not a regular file")));
     }
     if !card_in_model {
         if listed.files.iter().any(|f| f == CARD_FILE_NAME) {
@@ -201,7 +226,8 @@ pub fn seal(model_dir: &Path, signing_key_pem: &[u8], out: &Path, opts: &SealOpt
     let mut plans = Vec::with_capacity(listed.files.len());
     let mut at = PREAMBLE_LEN;
     for name in &listed.files {
-        let (source, size, st) = if !card_in_model && name == CARD_FILE_NAME {
+        // The card is sealed from the text that was parsed and checked, never re-read.
+        let (source, size, st) = if name == card_name {
             (Source::Memory(card_text.as_bytes()), card_text.len() as u64, None)
         } else {
             let path = listed.path_of(model_dir, name);
@@ -286,7 +312,7 @@ pub fn seal(model_dir: &Path, signing_key_pem: &[u8], out: &Path, opts: &SealOpt
     for p in &plans {
         if let (Source::Disk(path), Some(before)) = (&p.source, p.stamp) {
             let m = std::fs::symlink_metadata(path).map_err(|source| Error::Io { path: path.clone(), source })?;
-            if m.len() != p.size || stamp(&m) != before {
+            if stamp(&m) != before {
                 return Err(Error::Changed(path.clone()));
             }
         }
@@ -334,7 +360,8 @@ pub fn seal(model_dir: &Path, signing_key_pem: &[u8], out: &Path, opts: &SealOpt
     std::fs::hard_link(&tmp.path, out).map_err(|source| {
         if source.kind() == std::io::ErrorKind::AlreadyExists { Error::Exists(out.into()) } else { io_out(source) }
     })?;
-    std::fs::remove_file(&tmp.path).map_err(io_out)?;
+    // The bundle is complete under its name; failing to remove the hidden link is harmless.
+    let _ = std::fs::remove_file(&tmp.path);
     tmp.keep = true;
     sync_dir(out.parent().unwrap_or(Path::new(".")))?;
 
@@ -362,7 +389,7 @@ struct Worker {
 fn read_source(p: &Plan<'_>, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
     match &p.source {
         Source::Disk(path) => {
-            let f = File::open(path).map_err(|source| Error::Io { path: path.clone(), source })?;
+            let f = open_listed(path, p.stamp)?;
             f.read_exact_at(buf, offset).map_err(|source| {
                 if source.kind() == std::io::ErrorKind::UnexpectedEof {
                     Error::Changed(path.clone())
@@ -393,7 +420,7 @@ fn hash_source(p: &Plan<'_>, progress: &dyn Progress) -> Result<[u8; 32], Error>
         }
         Source::Disk(path) => {
             let io = |source| Error::Io { path: path.clone(), source };
-            let mut f = File::open(path).map_err(io)?;
+            let mut f = open_listed(path, p.stamp)?;
             let mut buf = Zeroizing::new(vec![0u8; 1 << 20]);
             loop {
                 let n = f.read(&mut buf).map_err(io)?;

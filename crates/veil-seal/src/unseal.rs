@@ -65,6 +65,20 @@ pub fn open(path: &Path, trusted_signer_pem: &[u8]) -> Result<Opened, Error> {
         return Err(Error::Contents(mismatch));
     }
     let card_entry = &meta.header.card;
+    // Which file is the card is fixed by rule, not by the (unsigned) header: MODEL_CARD.md
+    // when the signed model has one, otherwise README.md. A header naming another signed
+    // file (one with a friendlier licence, say) is refused before any key is involved.
+    let expected_card = if in_sig.contains_key(crate::seal::CARD_FILE_NAME) {
+        crate::seal::CARD_FILE_NAME
+    } else {
+        crate::seal::README_NAME
+    };
+    if card_entry.path != expected_card {
+        return Err(Error::Card(format!(
+            "the header names {:?} as the card, but the card of this model is {expected_card:?}",
+            card_entry.path
+        )));
+    }
     let card_digest = digest::digest(&digest::SHA256, card_entry.text.as_bytes());
     match in_sig.get(card_entry.path.as_str()) {
         None => return Err(Error::Card(format!("the card {:?} is not one of the signed files", card_entry.path))),

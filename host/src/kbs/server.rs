@@ -73,6 +73,9 @@ enum SessionState {
     Attested(Box<EarClaims>),
 }
 
+/// The longest admin token lifetime accepted (`exp - iat`).
+const MAX_ADMIN_TOKEN_SECS: i64 = 600;
+
 /// An error response in the protocol's shape.
 #[derive(Debug)]
 pub struct KbsError {
@@ -227,7 +230,15 @@ impl Kbs {
         v.validate_aud = false;
         v.set_required_spec_claims(&["exp", "iat"]);
         for key in &self.admin_keys {
-            if jsonwebtoken::decode::<Value>(token, key, &v).is_ok() {
+            if let Ok(t) = jsonwebtoken::decode::<Value>(token, key, &v) {
+                let c = t.claims;
+                let lifetime = c["exp"].as_i64().unwrap_or(i64::MAX).saturating_sub(c["iat"].as_i64().unwrap_or(0));
+                if c["role"] != "admin" {
+                    return Err(KbsError::unauth("AdminAuth", "admin token lacks role \"admin\""));
+                }
+                if !(0..=MAX_ADMIN_TOKEN_SECS).contains(&lifetime) {
+                    return Err(KbsError::unauth("AdminAuth", "admin token lifetime exceeds 10 minutes"));
+                }
                 return Ok(());
             }
         }
@@ -291,6 +302,10 @@ async fn attest(State(kbs): State<Arc<Kbs>>, headers: HeaderMap, body: Bytes) ->
         kbs.metrics.decision("attest_refused");
         kbs.audit("deny-attest", &id, "runtime-data nonce is not this session's challenge");
         return Err(KbsError::unauth("AttestationFailed", "runtime-data nonce is not this session's challenge"));
+    }
+    if !matches!(&att.runtime_data.tee_pubkey, veil_kbs::TeePubKey::EC { crv, alg, .. } if crv == "P-256" && alg == veil_kbs::jwe::ALG)
+    {
+        return Err(KbsError::bad("tee-pubkey must be EC P-256 with alg ECDH-ES+A256KW"));
     }
     let expected = veil_kbs::report_data(&att.runtime_data, &att.tee_evidence.additional_evidence)
         .map_err(|e| KbsError::bad(e.to_string()))?;
@@ -387,7 +402,7 @@ async fn resource(
                 .and_then(|v| v.strip_prefix("Bearer "))
                 .ok_or_else(|| KbsError::unauth("TokenNotFound", "Attestation Token not found"))?;
             ear::verify(token, &kbs.jwks).map_err(|e| {
-                warn!(error = %e, "token refused");
+                warn!(error = %e.to_string().escape_debug(), "token refused");
                 KbsError::unauth("TokenVerificationFailed", "attestation token is invalid or expired")
             })?
         }
@@ -398,7 +413,7 @@ async fn resource(
     let revoked = kbs.store.revoked().map_err(KbsError::internal)?;
     let input = json!({
         "submods": claims.submods,
-        "resource": {"repository": repo, "type": kind, "tag": tag},
+        "resource": {"repository": repo, "type": kind, "tag": tag.to_ascii_lowercase()},
         "revoked": revoked,
     });
     let rego = kbs.policy_text(store::RESOURCE_POLICY, policy::DEFAULT_RESOURCE_POLICY)?;
@@ -415,9 +430,10 @@ async fn resource(
     let to = claims.tee_pubkey().map_err(|e| KbsError::bad(e.to_string()))?;
     let jwe = veil_kbs::jwe::seal(&to, &value).map_err(|e| KbsError::bad(e.to_string()))?;
     let sim = claims.submods.get("cpu0").is_some_and(|s| s.veil.simulated);
+    // No release that the audit log does not record.
+    kbs.store.audit("release", &path, &format!("simulated {sim}")).map_err(KbsError::internal)?;
     info!(resource = %path, simulated = sim, "released");
     kbs.metrics.decision("released");
-    kbs.audit("release", &path, &format!("simulated {sim}"));
     Ok(axum::Json(jwe).into_response())
 }
 
@@ -579,8 +595,10 @@ pub async fn serve(kbs: Arc<Kbs>, on_listening: impl FnOnce(SocketAddr)) -> anyh
                 Err(_) => return,
             };
             let svc = hyper_util::service::TowerToHyperService::new(router.layer(axum::Extension(Peer(peer.ip()))));
-            let conn =
-                hyper::server::conn::http1::Builder::new().serve_connection(hyper_util::rt::TokioIo::new(tls), svc);
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), svc);
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }

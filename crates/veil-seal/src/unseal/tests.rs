@@ -419,3 +419,25 @@ fn bad_chunk_sizes_are_refused() {
         assert!(matches!(e, Err(Error::Header(_))), "{size}");
     }
 }
+
+#[test]
+fn the_card_is_chosen_by_rule_not_by_the_header() {
+    // A model whose README says one licence and another signed markdown file another.
+    let dir = tempfile::tempdir().unwrap();
+    let m = model(dir.path());
+    std::fs::write(m.join("README.md"), "---\nlicense: llama3\n---\n").unwrap();
+    std::fs::write(m.join("sub/alt.md"), "---\nlicense: mit\n---\n").unwrap();
+    let out = dir.path().join("b.veil");
+    let sealed = seal(&m, OWNER.as_bytes(), &out, &opts()).unwrap();
+    let bytes = std::fs::read(&out).unwrap();
+    // Pointing the header's card at the friendlier signed file is refused without the key,
+    let mut p = split(&bytes);
+    p.header.card.path = "sub/alt.md".into();
+    p.header.card.text = "---\nlicense: mit\n---\n".into();
+    let edited = dir.path().join("edited.veil");
+    std::fs::write(&edited, rebuild(p, &sealed.data_key)).unwrap();
+    let e = open(&edited, &pub_pem(OWNER)).unwrap_err();
+    assert!(matches!(&e, Error::Card(msg) if msg.contains("README.md")), "{e}");
+    // and the real card is the README.
+    assert_eq!(open(&out, &pub_pem(OWNER)).unwrap().card().license(), Some("llama3"));
+}
