@@ -232,8 +232,9 @@ impl Kbs {
         for key in &self.admin_keys {
             if let Ok(t) = jsonwebtoken::decode::<Value>(token, key, &v) {
                 let c = t.claims;
-                let lifetime = c["exp"].as_i64().unwrap_or(i64::MAX).saturating_sub(c["iat"].as_i64().unwrap_or(0));
-                if c["role"] != "admin" {
+                let num = |k: &str| c.get(k).and_then(Value::as_i64);
+                let lifetime = num("exp").unwrap_or(i64::MAX).saturating_sub(num("iat").unwrap_or(0));
+                if c.get("role").and_then(Value::as_str) != Some("admin") {
                     return Err(KbsError::unauth("AdminAuth", "admin token lacks role \"admin\""));
                 }
                 if !(0..=MAX_ADMIN_TOKEN_SECS).contains(&lifetime) {
