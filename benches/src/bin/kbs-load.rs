@@ -100,6 +100,10 @@ async fn worker(a: Arc<Args>, stop: Arc<AtomicBool>, collateral: Arc<Value>) -> 
             .send()
             .await
             .expect("auth");
+        if !r.status().is_success() {
+            s.errors += 1;
+            continue;
+        }
         let cookie = r.headers()["set-cookie"].to_str().expect("cookie").split(';').next().expect("cookie").to_owned();
         let ch: Value = r.json().await.expect("challenge");
         let keys = TeeKeyPair::generate().expect("keys");

@@ -269,42 +269,62 @@ pub fn seal(model_dir: &Path, signing_key_pem: &[u8], out: &Path, opts: &SealOpt
     let chunk = u64::from(opts.chunk_size);
     opts.progress.begin(Phase::Hash, total);
     opts.progress.begin(Phase::Encrypt, total);
-    work::run(
-        jobs,
-        opts.threads,
-        || Worker { key: None, buf: Zeroizing::new(Vec::new()) },
-        |w, job| match job {
-            Job::Hash(f) => {
-                let p = plans.get(f).ok_or_else(|| Error::Header("job".into()))?;
-                let d = hash_source(p, opts.progress)?;
-                let _ = digests.get(f).map(|slot| slot.set(d));
-                Ok(())
+    // Reads, optionally hashes, encrypts and writes chunk `i` of file `f`.
+    let seal_chunk = |w: &mut Worker, f: usize, i: u64, hash: Option<&mut digest::Context>| -> Result<(), Error> {
+        let p = plans.get(f).ok_or_else(|| Error::Header("job".into()))?;
+        let key = match &w.key {
+            Some((kf, k)) if *kf == f => k,
+            _ => &w.key.insert((f, data_key.file_key(&bundle_id, &p.name)?)).1,
+        };
+        let start = i.saturating_mul(chunk);
+        let n = p.size.saturating_sub(start).min(chunk);
+        let n_usize = usize::try_from(n).map_err(|_| Error::Header("chunk".into()))?;
+        let last = i.saturating_add(1) == bundle::chunk_count(p.size, opts.chunk_size);
+        w.buf.clear();
+        w.buf.resize(n_usize, 0);
+        read_source(p, start, &mut w.buf)?;
+        if let Some(h) = hash {
+            h.update(&w.buf);
+            opts.progress.advance(Phase::Hash, n);
+        }
+        let aad = bundle::chunk_aad(&bundle_id, &p.name, i, last)?;
+        let tag = key
+            .seal_in_place_separate_tag(bundle::chunk_nonce(i), aead::Aad::from(aad), &mut w.buf)
+            .map_err(|_| Error::Signing)?;
+        w.buf.extend_from_slice(tag.as_ref());
+        let at = p.offset.saturating_add(i.saturating_mul(chunk.saturating_add(TAG_LEN)));
+        tmp_file.write_all_at(&w.buf, at).map_err(io_out)?;
+        opts.progress.advance(Phase::Encrypt, n);
+        Ok(())
+    };
+    if work::thread_count(opts.threads) == 1 {
+        // One thread: a single pass that hashes exactly the bytes it encrypts.
+        let mut w = Worker { key: None, buf: Zeroizing::new(Vec::new()) };
+        for (f, p) in plans.iter().enumerate() {
+            let mut h = digest::Context::new(&digest::SHA256);
+            for i in 0..bundle::chunk_count(p.size, opts.chunk_size) {
+                seal_chunk(&mut w, f, i, Some(&mut h))?;
             }
-            Job::Chunk(f, i) => {
-                let p = plans.get(f).ok_or_else(|| Error::Header("job".into()))?;
-                let key = match &w.key {
-                    Some((kf, k)) if *kf == f => k,
-                    _ => &w.key.insert((f, data_key.file_key(&bundle_id, &p.name)?)).1,
-                };
-                let start = i.saturating_mul(chunk);
-                let n = p.size.saturating_sub(start).min(chunk);
-                let n_usize = usize::try_from(n).map_err(|_| Error::Header("chunk".into()))?;
-                let last = i.saturating_add(1) == bundle::chunk_count(p.size, opts.chunk_size);
-                w.buf.clear();
-                w.buf.resize(n_usize, 0);
-                read_source(p, start, &mut w.buf)?;
-                let aad = bundle::chunk_aad(&bundle_id, &p.name, i, last)?;
-                let tag = key
-                    .seal_in_place_separate_tag(bundle::chunk_nonce(i), aead::Aad::from(aad), &mut w.buf)
-                    .map_err(|_| Error::Signing)?;
-                w.buf.extend_from_slice(tag.as_ref());
-                let at = p.offset.saturating_add(i.saturating_mul(chunk.saturating_add(TAG_LEN)));
-                tmp_file.write_all_at(&w.buf, at).map_err(io_out)?;
-                opts.progress.advance(Phase::Encrypt, n);
-                Ok(())
-            }
-        },
-    )?;
+            let d: [u8; 32] = h.finish().as_ref().try_into().map_err(|_| Error::Signing)?;
+            let _ = digests.get(f).map(|slot| slot.set(d));
+        }
+    } else {
+        // Several: each file's hash is one job (a serial stream), chunks are the others.
+        work::run(
+            jobs,
+            opts.threads,
+            || Worker { key: None, buf: Zeroizing::new(Vec::new()) },
+            |w, job| match job {
+                Job::Hash(f) => {
+                    let p = plans.get(f).ok_or_else(|| Error::Header("job".into()))?;
+                    let d = hash_source(p, opts.progress)?;
+                    let _ = digests.get(f).map(|slot| slot.set(d));
+                    Ok(())
+                }
+                Job::Chunk(f, i) => seal_chunk(w, f, i, None),
+            },
+        )?;
+    }
     opts.progress.end(Phase::Hash);
     opts.progress.end(Phase::Encrypt);
 

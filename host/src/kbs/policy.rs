@@ -28,12 +28,77 @@ const VECTOR_RULES: [(&str, &str); 8] = [
 #[error("policy: {0}")]
 pub struct PolicyError(pub String);
 
-fn engine(rego: &str, data: &Value, input: &Value) -> Result<regorus::Engine, PolicyError> {
-    let mut e = regorus::Engine::new();
-    e.add_policy("policy.rego".into(), rego.into()).map_err(|err| PolicyError(err.to_string()))?;
-    e.add_data(regorus::Value::from(data.clone())).map_err(|err| PolicyError(err.to_string()))?;
-    e.set_input(regorus::Value::from(input.clone()));
-    Ok(e)
+/// A policy parsed once with its data loaded; each evaluation works on a clone, which
+/// costs far less than parsing the policy again.
+#[derive(Clone)]
+pub struct Prepared {
+    engine: regorus::Engine,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Prepared")
+    }
+}
+
+impl Prepared {
+    /// Parses `rego` and loads `data`.
+    pub fn new(rego: &str, data: &Value) -> Result<Self, PolicyError> {
+        let mut e = regorus::Engine::new();
+        e.add_policy("policy.rego".into(), rego.into()).map_err(|err| PolicyError(err.to_string()))?;
+        e.add_data(regorus::Value::from(data.clone())).map_err(|err| PolicyError(err.to_string()))?;
+        Ok(Self { engine: e })
+    }
+
+    fn with_input(&self, input: &Value) -> regorus::Engine {
+        let mut e = self.engine.clone();
+        e.set_input(regorus::Value::from(input.clone()));
+        e
+    }
+
+    /// Evaluates an attestation policy: the trustworthiness vector.
+    pub fn trust_vector(&self, input: &Value) -> Result<BTreeMap<String, i8>, PolicyError> {
+        let mut e = self.with_input(input);
+        // One query for the whole package: rules the policy does not define are absent (0).
+        let results = e.eval_query("data.policy".into(), false).map_err(|err| PolicyError(err.to_string()))?;
+        let package = match results.result.first().and_then(|r| r.expressions.first()) {
+            Some(x) => to_json(&x.value)?,
+            None => Value::Null,
+        };
+        let mut out = BTreeMap::new();
+        for (claim, rule) in VECTOR_RULES {
+            let n = match package.get(rule) {
+                None | Some(Value::Null) => 0,
+                Some(Value::Number(n)) => n
+                    .as_i64()
+                    .and_then(|n| i8::try_from(n).ok())
+                    .filter(|n| (-127..=127).contains(n))
+                    .ok_or_else(|| PolicyError(format!("{rule} = {n}: not an AR4SI value")))?,
+                Some(other) => return Err(PolicyError(format!("{rule} = {other}: not a number"))),
+            };
+            out.insert(claim.to_owned(), n);
+        }
+        Ok(out)
+    }
+
+    /// Evaluates a resource policy: `Ok(())` to allow, `Err(reasons)` to deny.
+    pub fn decide(&self, input: &Value) -> Result<Result<(), Vec<String>>, PolicyError> {
+        let mut e = self.with_input(input);
+        let allow = to_json(&e.eval_rule("data.policy.allow".into()).map_err(|err| PolicyError(err.to_string()))?)?;
+        if allow == Value::Bool(true) {
+            return Ok(Ok(()));
+        }
+        let reasons = match e.eval_rule("data.policy.deny".into()) {
+            Ok(v) => match to_json(&v)? {
+                Value::Array(a) => {
+                    a.into_iter().map(|r| r.as_str().map_or_else(|| r.to_string(), str::to_owned)).collect()
+                }
+                _ => Vec::new(),
+            },
+            Err(_) => Vec::new(),
+        };
+        Ok(Err(if reasons.is_empty() { vec!["denied by the resource policy".to_owned()] } else { reasons }))
+    }
 }
 
 fn to_json(v: &regorus::Value) -> Result<Value, PolicyError> {
@@ -47,46 +112,14 @@ pub fn check(rego: &str) -> Result<(), PolicyError> {
     e.add_policy("policy.rego".into(), rego.into()).map(|_| ()).map_err(|err| PolicyError(err.to_string()))
 }
 
-/// Evaluates the attestation policy: the trustworthiness vector.
+/// Evaluates an attestation policy once (parsing it): the trustworthiness vector.
 pub fn trust_vector(rego: &str, data: &Value, input: &Value) -> Result<BTreeMap<String, i8>, PolicyError> {
-    let mut e = engine(rego, data, input)?;
-    // One query for the whole package: rules the policy does not define are absent (0).
-    let results = e.eval_query("data.policy".into(), false).map_err(|err| PolicyError(err.to_string()))?;
-    let package = match results.result.first().and_then(|r| r.expressions.first()) {
-        Some(x) => to_json(&x.value)?,
-        None => Value::Null,
-    };
-    let mut out = BTreeMap::new();
-    for (claim, rule) in VECTOR_RULES {
-        let n = match package.get(rule) {
-            None | Some(Value::Null) => 0,
-            Some(Value::Number(n)) => n
-                .as_i64()
-                .and_then(|n| i8::try_from(n).ok())
-                .filter(|n| (-127..=127).contains(n))
-                .ok_or_else(|| PolicyError(format!("{rule} = {n}: not an AR4SI value")))?,
-            Some(other) => return Err(PolicyError(format!("{rule} = {other}: not a number"))),
-        };
-        out.insert(claim.to_owned(), n);
-    }
-    Ok(out)
+    Prepared::new(rego, data)?.trust_vector(input)
 }
 
-/// Evaluates the resource policy: `Ok(())` to allow, `Err(reasons)` to deny.
+/// Evaluates a resource policy once (parsing it).
 pub fn decide(rego: &str, data: &Value, input: &Value) -> Result<Result<(), Vec<String>>, PolicyError> {
-    let mut e = engine(rego, data, input)?;
-    let allow = to_json(&e.eval_rule("data.policy.allow".into()).map_err(|err| PolicyError(err.to_string()))?)?;
-    if allow == Value::Bool(true) {
-        return Ok(Ok(()));
-    }
-    let reasons = match e.eval_rule("data.policy.deny".into()) {
-        Ok(v) => match to_json(&v)? {
-            Value::Array(a) => a.into_iter().map(|r| r.as_str().map_or_else(|| r.to_string(), str::to_owned)).collect(),
-            _ => Vec::new(),
-        },
-        Err(_) => Vec::new(),
-    };
-    Ok(Err(if reasons.is_empty() { vec!["denied by the resource policy".to_owned()] } else { reasons }))
+    Prepared::new(rego, data)?.decide(input)
 }
 
 #[cfg(test)]

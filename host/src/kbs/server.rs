@@ -39,6 +39,17 @@ pub struct Kbs {
     sessions: Mutex<HashMap<String, Session>>,
     metrics: Metrics,
     buckets: Mutex<HashMap<IpAddr, Bucket>>,
+    last_sweep: Mutex<Instant>,
+    /// Policies parsed with their reference values, and the revocation list, as of the
+    /// last admin change; `None` after a change, rebuilt from the store on next use.
+    policies: Mutex<Option<Arc<Policies>>>,
+}
+
+/// The store's policies, prepared.
+struct Policies {
+    attestation: policy::Prepared,
+    resource: policy::Prepared,
+    revoked: Vec<String>,
 }
 
 /// A client's token bucket.
@@ -157,6 +168,8 @@ impl Kbs {
             sessions: Mutex::new(HashMap::new()),
             metrics: Metrics::default(),
             buckets: Mutex::new(HashMap::new()),
+            last_sweep: Mutex::new(Instant::now()),
+            policies: Mutex::new(None),
         }))
     }
 
@@ -207,6 +220,31 @@ impl Kbs {
         let r: Value =
             r.as_deref().map(serde_json::from_str).transpose().map_err(KbsError::internal)?.unwrap_or(json!({}));
         Ok(json!({ "reference": r }))
+    }
+
+    /// The prepared policies, built from the store when an admin change invalidated them.
+    fn policies(&self) -> KResult<Arc<Policies>> {
+        let mut slot = self.policies.lock().map_err(KbsError::internal)?;
+        if let Some(p) = slot.as_ref() {
+            return Ok(p.clone());
+        }
+        let data = self.reference()?;
+        let att = self.policy_text(store::ATTESTATION_POLICY, policy::DEFAULT_ATTESTATION_POLICY)?;
+        let res = self.policy_text(store::RESOURCE_POLICY, policy::DEFAULT_RESOURCE_POLICY)?;
+        let p = Arc::new(Policies {
+            attestation: policy::Prepared::new(&att, &data).map_err(KbsError::internal)?,
+            resource: policy::Prepared::new(&res, &data).map_err(KbsError::internal)?,
+            revoked: self.store.revoked().map_err(KbsError::internal)?,
+        });
+        *slot = Some(p.clone());
+        Ok(p)
+    }
+
+    /// Drops the prepared policies after an admin change (which is already durable).
+    fn invalidate(&self) {
+        if let Ok(mut slot) = self.policies.lock() {
+            *slot = None;
+        }
     }
 
     fn policy_text(&self, key: &str, default: &str) -> KResult<String> {
@@ -265,7 +303,18 @@ async fn auth(State(kbs): State<Arc<Kbs>>, body: Bytes) -> KResult<Response> {
     {
         let mut s = kbs.sessions()?;
         let now = Instant::now();
-        s.retain(|_, v| v.expires > now);
+        // Sweep expired sessions at most once a second, or when the table is full: a sweep
+        // walks every session, which must not be paid on every challenge.
+        let sweep_due = kbs.last_sweep.lock().map(|mut t| {
+            let due = now.duration_since(*t) >= Duration::from_secs(1);
+            if due {
+                *t = now;
+            }
+            due
+        });
+        if sweep_due.unwrap_or(true) || s.len() >= kbs.cfg.max_sessions {
+            s.retain(|_, v| v.expires > now);
+        }
         if s.len() >= kbs.cfg.max_sessions {
             return Err(KbsError::new(StatusCode::SERVICE_UNAVAILABLE, "Overloaded", "too many live sessions"));
         }
@@ -320,8 +369,7 @@ async fn attest(State(kbs): State<Arc<Kbs>>, headers: HeaderMap, body: Bytes) ->
         }
     };
     let input = serde_json::to_value(&appraised).map_err(KbsError::internal)?;
-    let rego = kbs.policy_text(store::ATTESTATION_POLICY, policy::DEFAULT_ATTESTATION_POLICY)?;
-    let vector = policy::trust_vector(&rego, &kbs.reference()?, &input).map_err(KbsError::internal)?;
+    let vector = kbs.policies()?.attestation.trust_vector(&input).map_err(KbsError::internal)?;
     let status = Status::of_vector(&vector);
     let now = unix_now();
     let lifetime = i64::try_from(kbs.cfg.token_lifetime_secs).unwrap_or(300);
@@ -411,14 +459,14 @@ async fn resource(
     if claims.exp <= unix_now() {
         return Err(KbsError::unauth("TokenVerificationFailed", "attestation token expired"));
     }
-    let revoked = kbs.store.revoked().map_err(KbsError::internal)?;
+    let policies = kbs.policies()?;
+    let revoked = &policies.revoked;
     let input = json!({
         "submods": claims.submods,
         "resource": {"repository": repo, "type": kind, "tag": tag.to_ascii_lowercase()},
         "revoked": revoked,
     });
-    let rego = kbs.policy_text(store::RESOURCE_POLICY, policy::DEFAULT_RESOURCE_POLICY)?;
-    if let Err(reasons) = policy::decide(&rego, &kbs.reference()?, &input).map_err(KbsError::internal)? {
+    if let Err(reasons) = policies.resource.decide(&input).map_err(KbsError::internal)? {
         let detail = reasons.join("; ");
         warn!(resource = %path, reasons = %detail, "release denied");
         kbs.metrics.decision("denied");
@@ -491,12 +539,14 @@ fn policy_from(body: &Bytes) -> KResult<String> {
 async fn set_resource_policy(State(kbs): State<Arc<Kbs>>, headers: HeaderMap, body: Bytes) -> KResult<Response> {
     kbs.check_admin(&headers)?;
     kbs.store.set_meta(store::RESOURCE_POLICY, &policy_from(&body)?).map_err(KbsError::internal)?;
+    kbs.invalidate();
     Ok(StatusCode::OK.into_response())
 }
 
 async fn set_attestation_policy(State(kbs): State<Arc<Kbs>>, headers: HeaderMap, body: Bytes) -> KResult<Response> {
     kbs.check_admin(&headers)?;
     kbs.store.set_meta(store::ATTESTATION_POLICY, &policy_from(&body)?).map_err(KbsError::internal)?;
+    kbs.invalidate();
     Ok(StatusCode::OK.into_response())
 }
 
@@ -507,6 +557,7 @@ async fn set_reference_values(State(kbs): State<Arc<Kbs>>, headers: HeaderMap, b
         return Err(KbsError::bad("reference values must be a JSON object"));
     }
     kbs.store.set_meta(store::REFERENCE, &v.to_string()).map_err(KbsError::internal)?;
+    kbs.invalidate();
     Ok(StatusCode::OK.into_response())
 }
 
@@ -524,6 +575,7 @@ async fn revoke(State(kbs): State<Arc<Kbs>>, headers: HeaderMap, body: Bytes) ->
         return Err(KbsError::bad("digest must be sha256:<64 hex digits>"));
     }
     kbs.store.revoke(&hex_digest).map_err(KbsError::internal)?;
+    kbs.invalidate();
     info!(digest = %hex_digest, "revoked");
     Ok(StatusCode::OK.into_response())
 }

@@ -441,3 +441,19 @@ fn the_card_is_chosen_by_rule_not_by_the_header() {
     // and the real card is the README.
     assert_eq!(open(&out, &pub_pem(OWNER)).unwrap().card().license(), Some("llama3"));
 }
+
+#[test]
+fn single_thread_seal_is_the_same_bundle_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = model(dir.path());
+    let out = dir.path().join("one.veil");
+    let s = seal(&m, OWNER.as_bytes(), &out, &SealOptions { threads: 1, ..opts() }).unwrap();
+    let f = fixture();
+    assert_eq!(s.manifest_digest, crate::oms::Manifest::compute(&m, &[]).unwrap().digest_string());
+    let u = open(&out, &pub_pem(OWNER)).unwrap().unseal(&s.data_key, 1, &NoProgress).unwrap();
+    for file in &u.files {
+        assert_eq!(&*file.data, std::fs::read(m.join(&file.path)).unwrap().as_slice(), "{}", file.path);
+    }
+    assert_eq!(u.files.len(), 6);
+    drop(f);
+}
