@@ -206,6 +206,18 @@ impl Raw {
     }
 }
 
+/// Trustee's `sample` evidence (unsigned): the report data in base64, as its attester sends it.
+fn sample_attestation(nonce: String) -> (veil_kbs::jwe::TeeKeyPair, Value) {
+    use base64::Engine as _;
+    let keys = veil_kbs::jwe::TeeKeyPair::generate().unwrap();
+    let rd = veil_kbs::RuntimeData { nonce, tee_pubkey: keys.public().clone() };
+    let report_data = veil_kbs::report_data(&rd, "").unwrap();
+    let rd64 = base64::engine::general_purpose::STANDARD.encode(&report_data[..48]);
+    let body = json!({"init-data": null, "runtime-data": rd, "tee-evidence": {
+        "primary_evidence": {"svn": "1", "report_data": rd64}, "additional_evidence": ""}});
+    (keys, body)
+}
+
 fn snp_attestation(tsm: &Path, nonce: &str) -> Value {
     let keys = veil_kbs::jwe::TeeKeyPair::generate().unwrap();
     let rd = veil_kbs::RuntimeData { nonce: nonce.into(), tee_pubkey: keys.public().clone() };
@@ -398,17 +410,10 @@ fn simulated_evidence_is_refused_without_the_opt_in() {
     let raw = Raw::new(&b);
     rt.block_on(async {
         let (cookie, nonce) = raw.auth("sample").await;
-        let keys = veil_kbs::jwe::TeeKeyPair::generate().unwrap();
-        let rd = veil_kbs::RuntimeData { nonce, tee_pubkey: keys.public().clone() };
-        let report_data = veil_kbs::report_data(&rd, "").unwrap();
-        use base64::Engine as _;
-        let body = json!({"init-data": null, "runtime-data": rd, "tee-evidence": {
-            "primary_evidence": {"svn": "1", "report_data": base64::engine::general_purpose::STANDARD.encode(&report_data[..48])},
-            "additional_evidence": ""}});
+        let (_keys, body) = sample_attestation(nonce);
         let (status, e) = raw.attest(&cookie, &body).await;
         assert_eq!((status, e["type"].as_str().unwrap().rsplit('/').next().unwrap()), (401, "AttestationFailed"));
     });
-    let _ = common::root();
 }
 
 #[test]
@@ -419,15 +424,14 @@ fn sample_tee_is_accepted_with_the_opt_in_and_marked_simulated() {
     let raw = Raw::new(&b);
     rt.block_on(async {
         let (cookie, nonce) = raw.auth("sample").await;
-        let keys = veil_kbs::jwe::TeeKeyPair::generate().unwrap();
-        let rd = veil_kbs::RuntimeData { nonce, tee_pubkey: keys.public().clone() };
-        let report_data = veil_kbs::report_data(&rd, "").unwrap();
-        use base64::Engine as _;
-        let body = json!({"init-data": null, "runtime-data": rd, "tee-evidence": {
-            "primary_evidence": {"svn": "1", "report_data": base64::engine::general_purpose::STANDARD.encode(&report_data[..48])},
-            "additional_evidence": ""}});
+        let (keys, body) = sample_attestation(nonce);
         let (status, tok) = raw.attest(&cookie, &body).await;
         assert_eq!(status, 200, "{tok}");
+        let jwks: jsonwebtoken::jwk::JwkSet =
+            raw.http.get(format!("{}/.well-known/jwks.json", raw.url)).send().await.unwrap().json().await.unwrap();
+        let claims = veil_kbs::ear::verify(tok["token"].as_str().unwrap(), &jwks).unwrap();
+        let cpu = &claims.submods["cpu0"];
+        assert!(cpu.veil.simulated && cpu.veil.tee == "sample", "{:?}", cpu.veil);
         let r = raw
             .http
             .get(format!("{}/kbs/v0/resource/default/test/key1", raw.url))

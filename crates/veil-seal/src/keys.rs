@@ -82,7 +82,7 @@ fn pem_decode<'l>(pem: &[u8], labels: &[&'l str]) -> Result<(&'l str, Vec<u8>), 
 
 /// Encodes DER as PEM the way OpenSSL and Python's `cryptography` do (64-column lines,
 /// trailing newline).
-fn pem_encode(label: &str, der: &[u8]) -> String {
+pub fn pem_encode(label: &str, der: &[u8]) -> String {
     let b64 = STANDARD.encode(der);
     let mut out = format!("-----BEGIN {label}-----\n");
     for chunk in b64.as_bytes().chunks(64) {

@@ -5,8 +5,6 @@ use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use veil_kbs::ear::TokenKey;
 
 use super::config::Config;
@@ -35,18 +33,6 @@ fn write_new(path: &Path, data: &[u8], mode: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// PEM armour (RFC 7468).
-pub fn pem(label: &str, der: &[u8]) -> String {
-    let b64 = STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(line));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
-}
-
 /// Writes a dev configuration into `dir` unless `dir/kbs.toml` exists; returns its paths.
 pub fn ensure(dir: &Path) -> anyhow::Result<DevPaths> {
     let paths =
@@ -71,9 +57,9 @@ pub fn ensure(dir: &Path) -> anyhow::Result<DevPaths> {
         admin.as_ref(),
     )
     .map_err(|_| anyhow::anyhow!("admin key"))?;
-    write_new(&paths.admin_key, pem("PRIVATE KEY", admin.as_ref()).as_bytes(), 0o600)?;
+    write_new(&paths.admin_key, veil_seal::keys::pem_encode("PRIVATE KEY", admin.as_ref()).as_bytes(), 0o600)?;
     let spki = spki_p256(aws_lc_rs::signature::KeyPair::public_key(&pair).as_ref());
-    write_new(&dir.join("admin.pub"), pem("PUBLIC KEY", &spki).as_bytes(), 0o644)?;
+    write_new(&dir.join("admin.pub"), veil_seal::keys::pem_encode("PUBLIC KEY", &spki).as_bytes(), 0o644)?;
     let mut kek = zeroize::Zeroizing::new([0u8; 32]);
     aws_lc_rs::rand::fill(kek.as_mut_slice()).map_err(|_| anyhow::anyhow!("randomness"))?;
     write_new(&dir.join("kek"), zeroize::Zeroizing::new(hex::encode(kek.as_slice())).as_bytes(), 0o600)?;
