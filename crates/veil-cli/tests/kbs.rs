@@ -536,3 +536,41 @@ fn veil_seal_registers_the_model_key_and_the_cvm_unseals_with_it() {
     assert_eq!(u.manifest_digest, digest);
     assert_eq!(u.file("w.bin").unwrap(), vec![5u8; 100_000].as_slice());
 }
+
+#[test]
+fn init_data_must_match_host_data() {
+    let b = start_broker();
+    let rt = rt();
+    let raw = Raw::new(&b);
+    let toml = "algorithm = \"sha256\"\nversion = \"0.1.0\"\n[data]\n\"policy.rego\" = \"package agent_policy\"\n";
+    let digest: [u8; 32] =
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, toml.as_bytes()).as_ref().try_into().unwrap();
+    let with_init = |mut body: Value| {
+        body["init-data"] = json!({"format": "toml", "body": toml});
+        body
+    };
+    // A CVM launched with this init-data (HOST_DATA = its SHA-256) is accepted, and the
+    // token carries the init-data claims.
+    let good = tempfile::tempdir().unwrap();
+    let mut cfg = TsmConfig::default();
+    cfg.snp.host_data = digest;
+    let _sim = TsmSim::start_with(good.path(), Provider::SevGuest, cfg).unwrap();
+    // One launched with other HOST_DATA is refused.
+    let bad = tempfile::tempdir().unwrap();
+    let _sim2 = TsmSim::start(bad.path(), Provider::SevGuest).unwrap();
+    rt.block_on(async {
+        let (cookie, nonce) = raw.auth("snp").await;
+        let (status, tok) = raw.attest(&cookie, &with_init(snp_attestation(good.path(), &nonce))).await;
+        assert_eq!(status, 200, "{tok}");
+        let payload = tok["token"].as_str().unwrap().split('.').nth(1).unwrap().to_owned();
+        use base64::Engine as _;
+        let claims: Value =
+            serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+        let init = &claims["submods"]["cpu0"]["ear.veraison.annotated-evidence"]["init_data_claims"];
+        assert_eq!(init["algorithm"], "sha256", "{claims}");
+
+        let (cookie, nonce) = raw.auth("snp").await;
+        let (status, e) = raw.attest(&cookie, &with_init(snp_attestation(bad.path(), &nonce))).await;
+        assert_eq!((status, e["type"].as_str().unwrap().rsplit('/').next().unwrap()), (401, "AttestationFailed"));
+    });
+}

@@ -368,6 +368,20 @@ async fn attest(State(kbs): State<Arc<Kbs>>, headers: HeaderMap, body: Bytes) ->
             return Err(KbsError::unauth("AttestationFailed", "evidence verification failed"));
         }
     };
+    // Init-data (CoCo): its digest, with the algorithm it names, must be the launch-time
+    // HOST_DATA (SNP) or MRCONFIGID (TDX), zero-padded.
+    let init_data_claims = match &att.init_data {
+        None => Value::Null,
+        Some(init) => match check_init_data(init, appraised.init_data.as_deref()) {
+            Ok(v) => v,
+            Err(why) => {
+                warn!(reason = %why, "init-data refused");
+                kbs.metrics.decision("attest_refused");
+                kbs.audit("deny-attest", &id, &why);
+                return Err(KbsError::unauth("AttestationFailed", "init-data does not match the evidence"));
+            }
+        },
+    };
     let input = serde_json::to_value(&appraised).map_err(KbsError::internal)?;
     let vector = kbs.policies()?.attestation.trust_vector(&input).map_err(KbsError::internal)?;
     let status = Status::of_vector(&vector);
@@ -383,6 +397,7 @@ async fn attest(State(kbs): State<Arc<Kbs>>, headers: HeaderMap, body: Bytes) ->
         ..VeilClaims::default()
     };
     let annotated = json!({
+        "init_data_claims": init_data_claims,
         "report_data": appraised.report_data,
         "runtime_data_claims": { "nonce": att.runtime_data.nonce, "tee-pubkey": att.runtime_data.tee_pubkey },
         appraised.tee.clone(): appraised.claims,
@@ -420,6 +435,38 @@ async fn attest(State(kbs): State<Arc<Kbs>>, headers: HeaderMap, body: Bytes) ->
         s.state = SessionState::Attested(Box::new(claims));
     }
     Ok(axum::Json(json!({ "token": token })).into_response())
+}
+
+/// Checks init-data against the launch-time field (hex) of the evidence; returns its
+/// claims (the TOML as JSON) on success, the reason otherwise.
+fn check_init_data(init: &kbs_types::InitData, field_hex: Option<&str>) -> Result<Value, String> {
+    if init.format != "toml" {
+        return Err(format!("init-data format {:?} is not supported (toml)", init.format));
+    }
+    let doc: toml::Table = toml::from_str(&init.body).map_err(|e| format!("init-data is not TOML: {e}"))?;
+    let algorithm = doc.get("algorithm").and_then(|a| a.as_str()).ok_or("init-data names no algorithm")?;
+    let alg = match algorithm {
+        "sha256" => &aws_lc_rs::digest::SHA256,
+        "sha384" => &aws_lc_rs::digest::SHA384,
+        "sha512" => &aws_lc_rs::digest::SHA512,
+        other => return Err(format!("init-data algorithm {other:?} is not supported")),
+    };
+    let digest = aws_lc_rs::digest::digest(alg, init.body.as_bytes());
+    let field = hex::decode(field_hex.ok_or("the evidence carries no HOST_DATA / MRCONFIGID")?)
+        .map_err(|_| "launch field is not hex".to_owned())?;
+    if digest.as_ref().len() > field.len() {
+        return Err(format!("a {algorithm} digest does not fit the {}-byte launch field", field.len()));
+    }
+    let mut expected = digest.as_ref().to_vec();
+    expected.resize(field.len(), 0);
+    if expected != field {
+        return Err(format!(
+            "init-data {algorithm} {} is not the launch field {}",
+            hex::encode(digest.as_ref()),
+            hex::encode(&field)
+        ));
+    }
+    serde_json::to_value(&doc).map_err(|e| e.to_string())
 }
 
 async fn resource(
