@@ -89,18 +89,9 @@ fn simulated_cvm_obtains_a_model_key_and_refusals_have_the_right_class() {
 
     // The token is an EAR JWT that verifies with the broker's published key and says simulated.
     let session = rt.block_on(client.attest(&provider(tsm.path()))).unwrap();
+    let raw = Raw::new(&b);
     let jwks: jsonwebtoken::jwk::JwkSet = rt.block_on(async {
-        reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(&b.ca).unwrap())
-            .build()
-            .unwrap()
-            .get(format!("{}/.well-known/jwks.json", b.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        raw.http.get(format!("{}/.well-known/jwks.json", b.url)).send().await.unwrap().json().await.unwrap()
     });
     let claims = veil_kbs::ear::verify(&session.token, &jwks).unwrap();
     let cpu = &claims.submods["cpu0"];
@@ -131,19 +122,8 @@ fn simulated_cvm_obtains_a_model_key_and_refusals_have_the_right_class() {
     let denial = log.as_array().unwrap().iter().rev().find(|e| e["event"] == "deny").unwrap();
     assert_eq!(denial["detail"], "model revoked");
     // And the metrics count them.
-    let m = rt.block_on(async {
-        reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(&b.ca).unwrap())
-            .build()
-            .unwrap()
-            .get(format!("{}/metrics", b.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    });
+    let m =
+        rt.block_on(async { raw.http.get(format!("{}/metrics", b.url)).send().await.unwrap().text().await.unwrap() });
     assert!(m.contains(r#"veil_kbs_decisions_total{outcome="released"} 1"#), "{m}");
     assert!(m.contains(r#"veil_kbs_decisions_total{outcome="denied"} 2"#), "{m}");
 }
