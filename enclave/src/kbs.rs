@@ -14,6 +14,7 @@ use veil_kbs::{
 };
 use zeroize::Zeroizing;
 
+use crate::tpm::TpmAttester;
 use crate::{Attester, Evidence, TeeKind};
 
 /// What can go wrong talking to a broker.
@@ -45,9 +46,21 @@ fn http(e: impl std::fmt::Display) -> KbsClientError {
     KbsClientError::Http(e.to_string())
 }
 
-/// Turns an [`Attester`]'s evidence into the protocol's `primary_evidence`.
+/// Where the primary evidence comes from.
+enum Primary {
+    /// A CPU TEE (SEV-SNP or TDX through configfs-tsm, or the simulator).
+    Cpu(Arc<dyn Attester>),
+    /// A TPM on its own: TEE type `tpm`.
+    Tpm(Arc<TpmAttester>),
+}
+
+/// Turns attesters' evidence into the protocol's `primary_evidence` and
+/// `additional_evidence`: a CPU TEE's report, optionally with a TPM quote beside it
+/// (Veil's composition, [`veil_kbs::evidence`]), or a TPM on its own.
 pub struct EvidenceProvider {
-    attester: Arc<dyn Attester>,
+    primary: Primary,
+    /// A TPM whose quote travels in `additional_evidence`, bound by the CPU report.
+    tpm: Option<Arc<TpmAttester>>,
     /// For TDX: PCS collateral to send with the quote (Veil's extension), as
     /// `veil_attestation::tdx::Collateral` JSON.
     pub tdx_collateral: Option<Value>,
@@ -55,29 +68,76 @@ pub struct EvidenceProvider {
 
 impl std::fmt::Debug for EvidenceProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EvidenceProvider").finish_non_exhaustive()
+        f.debug_struct("EvidenceProvider").field("composite_tpm", &self.tpm.is_some()).finish_non_exhaustive()
+    }
+}
+
+/// A TPM quote as Trustee's TPM evidence JSON.
+fn tpm_evidence(ak: &crate::tpm::AkInfo, quote: &crate::tpm::TpmQuote) -> veil_kbs::evidence::TpmEvidence {
+    veil_kbs::evidence::TpmEvidence {
+        ak_public: STANDARD.encode(&ak.public_der),
+        tpm_quote: veil_kbs::evidence::TpmQuote {
+            signature: STANDARD.encode(&quote.signature),
+            message: STANDARD.encode(&quote.attest),
+            // A BTreeMap: ascending by index, as the format requires.
+            pcrs: quote.pcr_values.values().map(hex::encode).collect(),
+        },
     }
 }
 
 impl EvidenceProvider {
-    /// Wraps an attester.
+    /// Evidence from a CPU TEE attester.
     pub fn new(attester: Arc<dyn Attester>) -> Self {
-        Self { attester, tdx_collateral: None }
+        Self { primary: Primary::Cpu(attester), tpm: None, tdx_collateral: None }
+    }
+
+    /// Evidence from a TPM on its own (TEE type `tpm`). A relying party can trust it
+    /// only if it trusts the AK (the broker's `tpm_aks` reference values).
+    pub fn tpm_only(tpm: Arc<TpmAttester>) -> Self {
+        Self { primary: Primary::Tpm(tpm), tpm: None, tdx_collateral: None }
+    }
+
+    /// Adds a TPM whose quote goes into `additional_evidence` beside the CPU evidence.
+    pub fn with_tpm(mut self, tpm: Arc<TpmAttester>) -> Self {
+        self.tpm = Some(tpm);
+        self
     }
 
     /// The protocol's TEE type.
     pub fn tee(&self) -> Result<Tee, KbsClientError> {
-        match self.attester.tee().map_err(|e| KbsClientError::Attester(e.to_string()))? {
+        let attester = match &self.primary {
+            Primary::Tpm(_) => return Ok(Tee::Tpm),
+            Primary::Cpu(a) => a,
+        };
+        match attester.tee().map_err(|e| KbsClientError::Attester(e.to_string()))? {
             TeeKind::Snp => Ok(Tee::Snp),
             TeeKind::Tdx => Ok(Tee::Tdx),
             other => Err(KbsClientError::Attester(format!("{other:?} evidence is not sent as primary evidence"))),
         }
     }
 
+    /// The `additional_evidence` string for `runtime_data`: `""`, or with a composite
+    /// TPM, `{"tpm": <TPM evidence>}` quoted with [`veil_kbs::tpm_qualifying_data`].
+    pub fn additional(&self, runtime_data: &RuntimeData) -> Result<String, KbsClientError> {
+        let Some(tpm) = &self.tpm else { return Ok(String::new()) };
+        let qd = veil_kbs::tpm_qualifying_data(runtime_data).map_err(|e| KbsClientError::Protocol(e.to_string()))?;
+        let (ak, quote) = tpm.quote_now(&qd).map_err(|e| KbsClientError::Attester(e.to_string()))?;
+        let map = std::collections::BTreeMap::from([(veil_kbs::evidence::ADDITIONAL_TPM, tpm_evidence(&ak, &quote))]);
+        serde_json::to_string(&map).map_err(|e| KbsClientError::Protocol(e.to_string()))
+    }
+
     /// Evidence bound to `report_data`, as `primary_evidence` JSON.
     pub fn primary(&self, report_data: &[u8; 64]) -> Result<Value, KbsClientError> {
         let att = |e: &dyn std::fmt::Display| KbsClientError::Attester(e.to_string());
-        match self.attester.evidence(report_data).map_err(|e| att(&e))? {
+        let attester = match &self.primary {
+            Primary::Cpu(a) => a,
+            Primary::Tpm(tpm) => {
+                let nonce = veil_kbs::evidence::tpm_primary_nonce(report_data);
+                let (ak, quote) = tpm.quote_now(&nonce).map_err(|e| att(&e))?;
+                return serde_json::to_value(tpm_evidence(&ak, &quote)).map_err(|e| att(&e));
+            }
+        };
+        match attester.evidence(report_data).map_err(|e| att(&e))? {
             Evidence::Tsm(r) if r.provider == crate::tsm::PROVIDER_SNP => {
                 let report = veil_attestation::snp::json::report_to_trustee_json(&r.outblob).map_err(|e| att(&e))?;
                 let mut chain = Vec::new();
@@ -175,7 +235,7 @@ impl KbsClient {
         let challenge: Challenge = resp.json().await.map_err(|e| KbsClientError::Protocol(e.to_string()))?;
         let keys = TeeKeyPair::generate().map_err(|e| KbsClientError::Protocol(e.to_string()))?;
         let runtime_data = RuntimeData { nonce: challenge.nonce, tee_pubkey: keys.public().clone() };
-        let additional = String::new();
+        let additional = evidence.additional(&runtime_data)?;
         let report_data =
             veil_kbs::report_data(&runtime_data, &additional).map_err(|e| KbsClientError::Protocol(e.to_string()))?;
         let primary = evidence.primary(&report_data)?;

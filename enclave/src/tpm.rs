@@ -197,6 +197,20 @@ impl TpmAttester {
         self.inner_mut()?.quote(qualifying_data, &pcrs)
     }
 
+    /// Quote the PCRs of [`TpmAttester::with_quote_pcrs`] with `qualifying_data` through a
+    /// shared reference (the attester serialises access), creating the AK on first use:
+    /// for protocols whose qualifying-data rule is not [`qualifying_data_for`], such as the
+    /// KBS `tpm` TEE and Veil's composite TPM evidence.
+    pub fn quote_now(&self, qualifying_data: &[u8]) -> Result<(AkInfo, TpmQuote)> {
+        let mut inner = self.lock()?;
+        let ak = match &inner.ak {
+            Some(ak) => ak.info.clone(),
+            None => inner.create_ak()?,
+        };
+        let quote = inner.quote(qualifying_data, &self.quote_pcrs)?;
+        Ok((ak, quote))
+    }
+
     fn inner_mut(&mut self) -> Result<&mut Inner> {
         self.inner.get_mut().map_err(|_| AttestError::Poisoned)
     }

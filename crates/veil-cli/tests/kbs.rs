@@ -554,3 +554,137 @@ fn init_data_must_match_host_data() {
         assert_eq!((status, e["type"].as_str().unwrap().rsplit('/').next().unwrap()), (401, "AttestationFailed"));
     });
 }
+
+fn token_claims(token: &str) -> Value {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+/// TEE type `tpm` (Trustee's TPM evidence) from a real software TPM: the quote binds
+/// the session, but a bare TPM's AK proves nothing until the operator lists it.
+#[test]
+fn a_bare_tpm_obtains_a_key_only_with_a_trusted_ak() {
+    use veil_enclave::swtpm::Swtpm;
+    use veil_enclave::tpm::TpmAttester;
+    let b = start_broker();
+    let rt = rt();
+    let admin = admin(&b);
+    let path = "veil/model-key/ab";
+    rt.block_on(admin.register(path, b"tpm-key")).unwrap();
+    let sw = Swtpm::start().unwrap();
+    let tpm = Arc::new(TpmAttester::open(&sw.tcti()).unwrap());
+    let provider = EvidenceProvider::tpm_only(tpm.clone());
+    let client = KbsClient::new(&b.url, Some(&b.ca)).unwrap();
+
+    // Unlisted AK: the attestation is contraindicated and the release denied.
+    let session = rt.block_on(client.attest(&provider)).unwrap();
+    let claims = token_claims(&session.token);
+    let cpu = &claims["submods"]["cpu0"];
+    assert_eq!(cpu["veil"]["tee"], "tpm", "{claims}");
+    assert_eq!(cpu["ear.status"], "contraindicated", "{claims}");
+    let e = rt.block_on(client.resource(&session, path)).unwrap_err();
+    assert_eq!(refused_kind(e), "PolicyDeny");
+
+    // Listed: released. The AK is the one the TPM holds now.
+    let ak = tpm.ak().unwrap().unwrap();
+    let ak_sha = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &ak.public_der));
+    rt.block_on(admin.set_reference_values(
+        &json!({"allow_simulated": true, "allow_any_measurement": true, "tpm_aks": [ak_sha]}),
+    ))
+    .unwrap();
+    let got = rt.block_on(client.fetch(&provider, path)).unwrap();
+    assert_eq!(got.as_slice(), b"tpm-key");
+}
+
+/// Veil's composition: simulated SEV-SNP evidence with a software TPM's quote in
+/// additional-evidence. The CPU report binds the quote; reference PCR values gate the
+/// release on the runtime measurements in the TPM.
+#[test]
+fn a_cpu_tee_with_a_tpm_is_gated_on_its_pcrs() {
+    use veil_enclave::swtpm::Swtpm;
+    use veil_enclave::tpm::TpmAttester;
+    let b = start_broker();
+    let rt = rt();
+    let admin = admin(&b);
+    let path = "veil/model-key/cd";
+    rt.block_on(admin.register(path, b"composite-key")).unwrap();
+    let tsm = tempfile::tempdir().unwrap();
+    let _sim = TsmSim::start(tsm.path(), Provider::SevGuest).unwrap();
+    let sw = Swtpm::start().unwrap();
+    let mut tpm = TpmAttester::open(&sw.tcti()).unwrap();
+    tpm.extend(23, &[0x5a; 32]).unwrap();
+    let pcr23 = hex::encode(tpm.read_pcrs(&[23]).unwrap()[&23]);
+    let provider = provider(tsm.path()).with_tpm(Arc::new(tpm));
+    let client = KbsClient::new(&b.url, Some(&b.ca)).unwrap();
+
+    let session = rt.block_on(client.attest(&provider)).unwrap();
+    let claims = token_claims(&session.token);
+    let annotated = &claims["submods"]["cpu0"]["ear.veraison.annotated-evidence"];
+    assert_eq!(annotated["snp"]["tpm"]["claims"]["pcrs"]["23"], pcr23.as_str(), "{claims}");
+    assert_eq!(rt.block_on(client.resource(&session, path)).unwrap().as_slice(), b"composite-key");
+
+    // Reference PCR 23 names another value: denied; the right value: released.
+    let reference = |v: &str| json!({"allow_simulated": true, "allow_any_measurement": true, "tpm_pcrs": {"23": v}});
+    rt.block_on(admin.set_reference_values(&reference(&"00".repeat(32)))).unwrap();
+    let e = rt.block_on(client.fetch(&provider, path)).unwrap_err();
+    assert_eq!(refused_kind(e), "PolicyDeny");
+    rt.block_on(admin.set_reference_values(&reference(&pcr23))).unwrap();
+    assert_eq!(rt.block_on(client.fetch(&provider, path)).unwrap().as_slice(), b"composite-key");
+}
+
+/// Additional evidence the CPU report does not bind, or whose quote is not for this
+/// session, is refused.
+#[test]
+fn composite_tpm_evidence_must_be_bound_and_fresh() {
+    use veil_enclave::swtpm::Swtpm;
+    use veil_enclave::tpm::TpmAttester;
+    let b = start_broker();
+    let rt = rt();
+    let raw = Raw::new(&b);
+    let tsm = tempfile::tempdir().unwrap();
+    let _sim = TsmSim::start(tsm.path(), Provider::SevGuest).unwrap();
+    let sw = Swtpm::start().unwrap();
+    let tpm = TpmAttester::open(&sw.tcti()).unwrap();
+    rt.block_on(async {
+        // A quote over a stale qualifying data, correctly bound by the report: refused.
+        let (cookie, nonce) = raw.auth("snp").await;
+        let (ak, quote) = tpm.quote_now(&[0u8; 32]).unwrap();
+        let additional = json!({"tpm": {
+            "ak_public": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &ak.public_der),
+            "tpm_quote": {
+                "signature": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &quote.signature),
+                "message": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &quote.attest),
+                "pcrs": quote.pcr_values.values().map(hex::encode).collect::<Vec<_>>()}}})
+        .to_string();
+        let keys = veil_kbs::jwe::TeeKeyPair::generate().unwrap();
+        let rd = veil_kbs::RuntimeData { nonce: nonce.clone(), tee_pubkey: keys.public().clone() };
+        let report_data = veil_kbs::report_data(&rd, &additional).unwrap();
+        let primary = provider(tsm.path()).primary(&report_data).unwrap();
+        let body = json!({"runtime-data": rd, "tee-evidence": {"primary_evidence": primary, "additional_evidence": additional}});
+        let (status, e) = raw.attest(&cookie, &body).await;
+        assert_eq!((status, e["type"].as_str().unwrap().rsplit('/').next().unwrap()), (401, "AttestationFailed"));
+
+        // Additional evidence swapped after the report was made: the report data no
+        // longer matches.
+        let (cookie, nonce) = raw.auth("snp").await;
+        let rd = veil_kbs::RuntimeData { nonce, tee_pubkey: keys.public().clone() };
+        let report_data = veil_kbs::report_data(&rd, "").unwrap();
+        let primary = provider(tsm.path()).primary(&report_data).unwrap();
+        let body = json!({"runtime-data": rd, "tee-evidence": {"primary_evidence": primary, "additional_evidence": additional}});
+        let (status, _) = raw.attest(&cookie, &body).await;
+        assert_eq!(status, 401);
+    });
+    // The audit log says why, in full: the stale quote, then the unbound report.
+    let log = rt.block_on(admin(&b).decisions(10)).unwrap();
+    let details: Vec<&str> = log
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "deny-attest")
+        .map(|e| e["detail"].as_str().unwrap())
+        .collect();
+    assert_eq!(details.len(), 2, "{log}");
+    assert!(details[0].contains("additional tpm evidence"), "{details:?}");
+    assert!(details[1].contains("report"), "{details:?}");
+}

@@ -4,6 +4,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
 pub mod ear;
+pub mod evidence;
 pub mod jwe;
 
 pub use kbs_types::{Attestation, Challenge, CompositeEvidence, Request, RuntimeData, Tee, TeePubKey};

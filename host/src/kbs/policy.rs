@@ -151,6 +151,28 @@ mod tests {
     }
 
     #[test]
+    fn tpm_rules_of_the_default_attestation_policy() {
+        let tpm = |ak: &str, pcr23: &str| {
+            json!({"tee": "tpm", "simulated": false, "debug": false, "measurement": "dd",
+                   "tpm": {"ak_sha256": ak, "ak_bound_by": "none", "pcr_digest": "dd", "pcrs": {"23": pcr23}}})
+        };
+        // A bare TPM with an AK nobody listed is contraindicated; a listed one affirms.
+        let none = json!({"reference": {"measurements": ["dd"]}});
+        assert_eq!(trust_vector(DEFAULT_ATTESTATION_POLICY, &none, &tpm("a1", "00")).unwrap()["hardware"], 97);
+        let listed = json!({"reference": {"measurements": ["dd"], "tpm_aks": ["a1"]}});
+        let v = trust_vector(DEFAULT_ATTESTATION_POLICY, &listed, &tpm("a1", "00")).unwrap();
+        assert_eq!((v["hardware"], v["executables"], v["file-system"]), (2, 2, 0));
+        // Reference PCRs: matched affirms file-system, a mismatch contraindicates it,
+        // and evidence without a TPM when PCRs are required fails too.
+        let pcrs = json!({"reference": {"measurements": ["dd", "aa"], "tpm_aks": ["a1"], "tpm_pcrs": {"23": "77"}}});
+        assert_eq!(trust_vector(DEFAULT_ATTESTATION_POLICY, &pcrs, &tpm("a1", "77")).unwrap()["file-system"], 2);
+        assert_eq!(trust_vector(DEFAULT_ATTESTATION_POLICY, &pcrs, &tpm("a1", "78")).unwrap()["file-system"], 96);
+        assert_eq!(trust_vector(DEFAULT_ATTESTATION_POLICY, &pcrs, &input("aa", false)).unwrap()["file-system"], 96);
+        // The AK rule is for bare TPMs only: an SNP guest needs no listed AK.
+        assert_eq!(trust_vector(DEFAULT_ATTESTATION_POLICY, &none, &input("dd", false)).unwrap()["hardware"], 2);
+    }
+
+    #[test]
     fn default_resource_policy() {
         let claims = |status: &str, sim: bool, debug: bool| {
             json!({"submods": {"cpu0": {"ear.status": status, "veil": {"simulated": sim, "debug": debug}}},

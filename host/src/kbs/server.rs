@@ -23,7 +23,7 @@ use veil_kbs::ear::{self, EarClaims, Status, Submod, TokenKey, VeilClaims, Verif
 use veil_kbs::{Attestation, Challenge, ErrorBody, PROTOCOL_VERSION, Request, SESSION_COOKIE, Tee};
 
 use super::config::Config;
-use super::evidence::Verifiers;
+use super::evidence::{InitDataRule, Verifiers};
 use super::metrics::Metrics;
 use super::policy;
 use super::store::{self, Store};
@@ -372,7 +372,7 @@ async fn attest(State(kbs): State<Arc<Kbs>>, headers: HeaderMap, body: Bytes) ->
     // HOST_DATA (SNP) or MRCONFIGID (TDX), zero-padded.
     let init_data_claims = match &att.init_data {
         None => Value::Null,
-        Some(init) => match check_init_data(init, appraised.init_data.as_deref()) {
+        Some(init) => match check_init_data(init, appraised.init_data.as_deref(), appraised.init_data_rule) {
             Ok(v) => v,
             Err(why) => {
                 warn!(reason = %why, "init-data refused");
@@ -437,9 +437,9 @@ async fn attest(State(kbs): State<Arc<Kbs>>, headers: HeaderMap, body: Bytes) ->
     Ok(axum::Json(json!({ "token": token })).into_response())
 }
 
-/// Checks init-data against the launch-time field (hex) of the evidence; returns its
-/// claims (the TOML as JSON) on success, the reason otherwise.
-fn check_init_data(init: &kbs_types::InitData, field_hex: Option<&str>) -> Result<Value, String> {
+/// Checks init-data against the launch-time field (hex) of the evidence, by `rule`;
+/// returns its claims (the TOML as JSON) on success, the reason otherwise.
+fn check_init_data(init: &kbs_types::InitData, field_hex: Option<&str>, rule: InitDataRule) -> Result<Value, String> {
     if init.format != "toml" {
         return Err(format!("init-data format {:?} is not supported (toml)", init.format));
     }
@@ -452,16 +452,30 @@ fn check_init_data(init: &kbs_types::InitData, field_hex: Option<&str>) -> Resul
         other => return Err(format!("init-data algorithm {other:?} is not supported")),
     };
     let digest = aws_lc_rs::digest::digest(alg, init.body.as_bytes());
-    let field = hex::decode(field_hex.ok_or("the evidence carries no HOST_DATA / MRCONFIGID")?)
+    let field = hex::decode(field_hex.ok_or("the evidence carries no launch field for init-data")?)
         .map_err(|_| "launch field is not hex".to_owned())?;
-    if digest.as_ref().len() > field.len() {
-        return Err(format!("a {algorithm} digest does not fit the {}-byte launch field", field.len()));
-    }
-    let mut expected = digest.as_ref().to_vec();
-    expected.resize(field.len(), 0);
+    let expected = match rule {
+        InitDataRule::LaunchField => {
+            if digest.as_ref().len() > field.len() {
+                return Err(format!("a {algorithm} digest does not fit the {}-byte launch field", field.len()));
+            }
+            let mut e = digest.as_ref().to_vec();
+            e.resize(field.len(), 0);
+            e
+        }
+        InitDataRule::Pcr8 => {
+            // PCR 8 after one extend from zero: SHA-256(0^32 ‖ digest), digest SHA-256.
+            if algorithm != "sha256" {
+                return Err(format!("init-data bound by PCR 8 must use sha256, not {algorithm}"));
+            }
+            let mut input = [0u8; 64];
+            input.iter_mut().skip(32).zip(digest.as_ref()).for_each(|(o, i)| *o = *i);
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &input).as_ref().to_vec()
+        }
+    };
     if expected != field {
         return Err(format!(
-            "init-data {algorithm} {} is not the launch field {}",
+            "init-data {algorithm} {} does not match the launch field {} ({rule:?})",
             hex::encode(digest.as_ref()),
             hex::encode(&field)
         ));
