@@ -257,14 +257,22 @@ pub fn report_to_trustee_json(report: &[u8]) -> Result<Value> {
 /// does not round-trip to exactly the same JSON through the binary form.
 pub fn report_from_trustee_json(json: &[u8]) -> Result<Vec<u8>> {
     let value: Value = serde_json::from_slice(json).map_err(|e| err("(document)", format!("not JSON: {e}")))?;
-    let obj = report_object(&value)?;
+    report_from_trustee_value(&value)
+}
+
+/// [`report_from_trustee_json`] on already-parsed JSON (a broker has the evidence as a
+/// `Value` inside the attestation request; this saves serialising and parsing it again).
+pub fn report_from_trustee_value(value: &Value) -> Result<Vec<u8>> {
+    let obj = report_object(value)?;
     if let Some(k) = REQUIRED.iter().find(|k| !obj.contains_key(**k)) {
         return Err(err("attestation_report", format!("missing field {k:?}")).into());
     }
     if let Some(k) = obj.keys().find(|k| !REQUIRED.contains(&k.as_str()) && !OPTIONAL.contains(&k.as_str())) {
         return Err(err("attestation_report", format!("unknown field {k:?}")).into());
     }
-    let j: JReport = serde_json::from_value(Value::Object(obj.clone()))
+    // The object `report_object` chose, as a `Value`, deserialised in place.
+    let report_value = value.get("attestation_report").unwrap_or(value);
+    let j = JReport::deserialize(report_value)
         .map_err(|e| err("attestation_report", format!("does not match the sev report form: {e}")))?;
     let bytes = build(&j)?.to_bytes();
 
@@ -301,18 +309,23 @@ pub struct CertTableEntry {
 
 /// The certificates in Trustee's SNP evidence `cert_chain` (empty if absent or null).
 pub fn cert_chain_from_trustee_json(json: &[u8]) -> Result<Vec<CertTableEntry>> {
+    let value: Value = serde_json::from_slice(json).map_err(|e| err("(document)", format!("not JSON: {e}")))?;
+    cert_chain_from_trustee_value(&value)
+}
+
+/// [`cert_chain_from_trustee_json`] on already-parsed JSON.
+pub fn cert_chain_from_trustee_value(value: &Value) -> Result<Vec<CertTableEntry>> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Entry {
         cert_type: Value,
         data: Vec<u8>,
     }
-    let value: Value = serde_json::from_slice(json).map_err(|e| err("(document)", format!("not JSON: {e}")))?;
     let Some(chain) = value.get("cert_chain") else { return Ok(Vec::new()) };
     if chain.is_null() {
         return Ok(Vec::new());
     }
-    let entries: Vec<Entry> = serde_json::from_value(chain.clone())
+    let entries = Vec::<Entry>::deserialize(chain)
         .map_err(|e| err("cert_chain", format!("expected [{{cert_type, data}}]: {e}")))?;
     entries
         .into_iter()

@@ -16,6 +16,13 @@ mod kbs;
 mod model;
 mod sealing;
 
+/// mimalloc rather than glibc malloc: the broker's request path is allocation-heavy
+/// (JSON evidence, Rego values) and glibc's arenas cost ~17% of its CPU under load
+/// (docs/decisions.md, "Key broker"). Secrets are wiped explicitly before they are
+/// freed, so the allocator choice does not change what stays in memory.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser, Debug)]
 #[command(name = "veil", version, about = "Veil: attested, sealed inference for confidential VMs")]
 struct Cli {

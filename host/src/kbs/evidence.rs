@@ -261,10 +261,9 @@ impl Verifiers {
         let hash = expected.get(..48).ok_or_else(|| refuse("report data"))?;
         let verified = match tee {
             Tee::Snp => {
-                let raw = serde_json::to_vec(primary).map_err(|e| refuse(format!("snp evidence: {e}")))?;
-                let report = veil_attestation::snp::json::report_from_trustee_json(&raw)
+                let report = veil_attestation::snp::json::report_from_trustee_value(primary)
                     .map_err(|e| refuse(format!("snp evidence: {e}")))?;
-                let chain = veil_attestation::snp::json::cert_chain_from_trustee_json(&raw)
+                let chain = veil_attestation::snp::json::cert_chain_from_trustee_value(primary)
                     .map_err(|e| refuse(format!("snp evidence: {e}")))?;
                 let pick =
                     |t: &str| chain.iter().find(|c| c.cert_type.eq_ignore_ascii_case(t)).map(|c| c.data.as_slice());
@@ -274,7 +273,7 @@ impl Verifiers {
             }
             Tee::Tdx => {
                 let p: TdxPrimary =
-                    serde_json::from_value(primary.clone()).map_err(|e| refuse(format!("tdx evidence: {e}")))?;
+                    Deserialize::deserialize(primary).map_err(|e| refuse(format!("tdx evidence: {e}")))?;
                 let quote = STANDARD.decode(&p.quote).map_err(|_| refuse("tdx evidence: quote is not base64"))?;
                 let _ = p.cc_eventlog;
                 let collateral = match &p.collateral {
@@ -292,7 +291,7 @@ impl Verifiers {
             Tee::AzTdxVtpm => self.az_tdx(primary, hash, &base)?,
             Tee::Tpm => {
                 let ev: TpmEvidence =
-                    serde_json::from_value(primary.clone()).map_err(|e| refuse(format!("tpm evidence: {e}")))?;
+                    Deserialize::deserialize(primary).map_err(|e| refuse(format!("tpm evidence: {e}")))?;
                 verify_tpm_json(&ev, &veil_kbs::evidence::tpm_primary_nonce(expected), &base)?
             }
             Tee::Sample => return sample(primary, expected, trust_simulator),
@@ -320,7 +319,7 @@ impl Verifiers {
     /// version 2, `hash` in the variable data's user-data.
     fn az_snp(&self, primary: &Value, hash: &[u8], base: &Options) -> Result<VerifiedEvidence, Refusal> {
         let p: AzSnpPrimary =
-            serde_json::from_value(primary.clone()).map_err(|e| refuse(format!("az-snp-vtpm evidence: {e}")))?;
+            Deserialize::deserialize(primary).map_err(|e| refuse(format!("az-snp-vtpm evidence: {e}")))?;
         let (version, quote, hcl, vcek) = match p {
             AzSnpPrimary::V1 { version, tpm_quote, hcl_report, vcek } => {
                 (version, tpm_quote, b64url("hcl_report", &hcl_report)?, b64url("vcek", &vcek)?)
@@ -350,7 +349,7 @@ impl Verifiers {
     /// variable data, the vTPM quote with qualifying data `hash`, and user-data from v2.
     fn az_tdx(&self, primary: &Value, hash: &[u8], base: &Options) -> Result<VerifiedEvidence, Refusal> {
         let p: AzTdxPrimary =
-            serde_json::from_value(primary.clone()).map_err(|e| refuse(format!("az-tdx-vtpm evidence: {e}")))?;
+            Deserialize::deserialize(primary).map_err(|e| refuse(format!("az-tdx-vtpm evidence: {e}")))?;
         let (version, quote, hcl, td) = match p {
             AzTdxPrimary::V1 { version, tpm_quote, hcl_report, td_quote } => {
                 (version, tpm_quote, b64url("hcl_report", &hcl_report)?, b64url("td_quote", &td_quote)?)
@@ -377,7 +376,7 @@ fn sample(primary: &Value, expected: &[u8; 64], trust_simulator: bool) -> Result
         return Err(refuse("sample evidence is unsigned test evidence; refused without danger_trust_simulator"));
     }
     let p: SamplePrimary =
-        serde_json::from_value(primary.clone()).map_err(|e| refuse(format!("sample evidence: {e}")))?;
+        Deserialize::deserialize(primary).map_err(|e| refuse(format!("sample evidence: {e}")))?;
     let rd = STANDARD.decode(&p.report_data).map_err(|_| refuse("sample evidence: report_data is not base64"))?;
     let mut padded = rd.clone();
     padded.resize(64, 0);

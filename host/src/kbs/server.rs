@@ -31,7 +31,9 @@ use super::store::{self, Store};
 /// The broker's state, shared by all requests.
 pub struct Kbs {
     cfg: Config,
-    store: Store,
+    store: Arc<Store>,
+    /// Group commit for decision records.
+    audit_log: store::AuditWriter,
     token_key: TokenKey,
     jwks: JwkSet,
     admin_keys: Vec<DecodingKey>,
@@ -140,7 +142,8 @@ impl Kbs {
     /// Builds the broker from its configuration: opens the store, loads the keys.
     pub fn new(cfg: Config) -> anyhow::Result<Arc<Self>> {
         let kek = super::load_kek(&cfg)?;
-        let store = Store::open(&cfg.store, &kek)?;
+        let store = Arc::new(Store::open(&cfg.store, &kek)?);
+        let audit_log = store::AuditWriter::start(store.clone())?;
         let der = std::fs::read(&cfg.token_key).map_err(|e| anyhow::anyhow!("{}: {e}", cfg.token_key.display()))?;
         let token_key = TokenKey::from_pkcs8(&der)?;
         let jwks = token_key.jwks();
@@ -161,6 +164,7 @@ impl Kbs {
         Ok(Arc::new(Self {
             cfg,
             store,
+            audit_log,
             token_key,
             jwks,
             admin_keys,
@@ -251,8 +255,8 @@ impl Kbs {
         Ok(self.store.meta(key).map_err(KbsError::internal)?.unwrap_or_else(|| default.to_owned()))
     }
 
-    fn audit(&self, event: &str, subject: &str, detail: &str) {
-        if let Err(e) = self.store.audit(event, subject, detail) {
+    async fn audit(&self, event: &str, subject: &str, detail: &str) {
+        if let Err(e) = self.audit_log.append(event, subject, detail).await {
             warn!(error = %e, "audit append failed");
         }
     }
@@ -350,7 +354,7 @@ async fn attest(State(kbs): State<Arc<Kbs>>, headers: HeaderMap, body: Bytes) ->
     let _g = span.enter();
     if att.runtime_data.nonce != nonce {
         kbs.metrics.decision("attest_refused");
-        kbs.audit("deny-attest", &id, "runtime-data nonce is not this session's challenge");
+        kbs.audit("deny-attest", &id, "runtime-data nonce is not this session's challenge").await;
         return Err(KbsError::unauth("AttestationFailed", "runtime-data nonce is not this session's challenge"));
     }
     if !matches!(&att.runtime_data.tee_pubkey, veil_kbs::TeePubKey::EC { crv, alg, .. } if crv == "P-256" && alg == veil_kbs::jwe::ALG)
@@ -364,7 +368,7 @@ async fn attest(State(kbs): State<Arc<Kbs>>, headers: HeaderMap, body: Bytes) ->
         Err(r) => {
             warn!(reason = %r.detail, "evidence refused");
             kbs.metrics.decision("attest_refused");
-            kbs.audit("deny-attest", &id, &r.detail);
+            kbs.audit("deny-attest", &id, &r.detail).await;
             return Err(KbsError::unauth("AttestationFailed", "evidence verification failed"));
         }
     };
@@ -377,7 +381,7 @@ async fn attest(State(kbs): State<Arc<Kbs>>, headers: HeaderMap, body: Bytes) ->
             Err(why) => {
                 warn!(reason = %why, "init-data refused");
                 kbs.metrics.decision("attest_refused");
-                kbs.audit("deny-attest", &id, &why);
+                kbs.audit("deny-attest", &id, &why).await;
                 return Err(KbsError::unauth("AttestationFailed", "init-data does not match the evidence"));
             }
         },
@@ -430,7 +434,8 @@ async fn attest(State(kbs): State<Arc<Kbs>>, headers: HeaderMap, body: Bytes) ->
             appraised.simulated,
             appraised.measurement.as_deref().unwrap_or("-")
         ),
-    );
+    )
+    .await;
     if let Some(s) = kbs.sessions()?.get_mut(&id) {
         s.state = SessionState::Attested(Box::new(claims));
     }
@@ -531,7 +536,7 @@ async fn resource(
         let detail = reasons.join("; ");
         warn!(resource = %path, reasons = %detail, "release denied");
         kbs.metrics.decision("denied");
-        kbs.audit("deny", &path, &detail);
+        kbs.audit("deny", &path, &detail).await;
         return Err(KbsError::unauth("PolicyDeny", "the resource policy denied the release"));
     }
     let Some(value) = kbs.store.resource(&path).map_err(KbsError::internal)? else {
@@ -541,7 +546,7 @@ async fn resource(
     let jwe = veil_kbs::jwe::seal(&to, &value).map_err(|e| KbsError::bad(e.to_string()))?;
     let sim = claims.submods.get("cpu0").is_some_and(|s| s.veil.simulated);
     // No release that the audit log does not record.
-    kbs.store.audit("release", &path, &format!("simulated {sim}")).map_err(KbsError::internal)?;
+    kbs.audit_log.append("release", &path, &format!("simulated {sim}")).await.map_err(KbsError::internal)?;
     info!(resource = %path, simulated = sim, "released");
     kbs.metrics.decision("released");
     Ok(axum::Json(jwe).into_response())

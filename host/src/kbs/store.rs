@@ -239,6 +239,20 @@ impl Store {
         Ok(e)
     }
 
+    /// Appends several decisions in one transaction: one durable commit for the batch.
+    pub fn audit_batch<'a>(
+        &self,
+        records: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>,
+    ) -> Result<Vec<AuditEntry>, StoreError> {
+        let tx = self.db.begin_write().map_err(db)?;
+        let mut out = Vec::new();
+        for (event, subject, detail) in records {
+            out.push(Self::audit_in(&tx, event, subject, detail)?);
+        }
+        tx.commit().map_err(db)?;
+        Ok(out)
+    }
+
     /// The last `limit` audit entries, oldest first.
     pub fn recent(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
         let tx = self.db.begin_read().map_err(db)?;
@@ -268,6 +282,90 @@ impl Store {
             n = n.saturating_add(1);
         }
         Ok(n)
+    }
+}
+
+/// The most records one group commit takes.
+const AUDIT_BATCH: usize = 256;
+
+/// A waiting audit record.
+struct PendingAudit {
+    event: String,
+    subject: String,
+    detail: String,
+    done: tokio::sync::oneshot::Sender<Result<AuditEntry, StoreError>>,
+}
+
+/// Group commit for decision records: one thread owns the writes, takes every record
+/// queued while the previous commit was syncing, and commits them as one durable
+/// transaction. A caller's `append` returns only once its record is on disk (or with
+/// the error), so "no release without an audit record" holds, while concurrent
+/// decisions share one fsync and no async worker ever blocks on the disk.
+#[derive(Debug, Clone)]
+pub struct AuditWriter {
+    queue: std::sync::mpsc::SyncSender<PendingAudit>,
+}
+
+impl std::fmt::Debug for PendingAudit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingAudit").field("event", &self.event).finish_non_exhaustive()
+    }
+}
+
+impl AuditWriter {
+    /// Starts the writer thread over `store`. It ends when every `AuditWriter` clone
+    /// is dropped.
+    pub fn start(store: std::sync::Arc<Store>) -> std::io::Result<Self> {
+        let (queue, rx) = std::sync::mpsc::sync_channel::<PendingAudit>(4 * AUDIT_BATCH);
+        std::thread::Builder::new().name("veil-kbs-audit".into()).spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut batch = vec![first];
+                while batch.len() < AUDIT_BATCH {
+                    match rx.try_recv() {
+                        Ok(p) => batch.push(p),
+                        Err(_) => break,
+                    }
+                }
+                let result = store.audit_batch(
+                    batch.iter().map(|p| (p.event.as_str(), p.subject.as_str(), p.detail.as_str())),
+                );
+                match result {
+                    Ok(entries) => {
+                        for (p, e) in batch.into_iter().zip(entries) {
+                            let _ = p.done.send(Ok(e));
+                        }
+                    }
+                    Err(e) => {
+                        let msg = e.to_string();
+                        for p in batch {
+                            let _ = p.done.send(Err(StoreError::Db(msg.clone())));
+                        }
+                    }
+                }
+            }
+        })?;
+        Ok(Self { queue })
+    }
+
+    /// Appends a record; returns once it is durable.
+    pub async fn append(&self, event: &str, subject: &str, detail: &str) -> Result<AuditEntry, StoreError> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        let p = PendingAudit { event: event.into(), subject: subject.into(), detail: detail.into(), done };
+        // The queue is bounded: when the disk falls behind, callers wait here (on a
+        // blocking-aware thread) rather than queueing without limit.
+        let stopped = || StoreError::Db("the audit writer has stopped".into());
+        match self.queue.try_send(p) {
+            Ok(()) => {}
+            Err(std::sync::mpsc::TrySendError::Full(p)) => {
+                let queue = self.queue.clone();
+                tokio::task::spawn_blocking(move || queue.send(p))
+                    .await
+                    .map_err(|_| StoreError::Db("audit writer task failed".into()))?
+                    .map_err(|_| stopped())?;
+            }
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return Err(stopped()),
+        }
+        wait.await.map_err(|_| stopped())?
     }
 }
 
