@@ -1,0 +1,185 @@
+//! SmolLM2 and MiniLM from the project's model cache (`scripts/fetch-models`), loaded
+//! from memory as the runtime loads them.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use candle_core::Device;
+use veil_models::ModelError;
+use veil_models::chat::{ChatModel, FinishReason, GenParams, Message};
+use veil_models::embed::{Embedder, cosine};
+
+fn cache() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.cache/models"))
+}
+
+fn read(rel: &str) -> Vec<u8> {
+    let p = cache().join(rel);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e} (run scripts/fetch-models)", p.display()))
+}
+
+fn smollm() -> &'static ChatModel {
+    static M: OnceLock<ChatModel> = OnceLock::new();
+    M.get_or_init(|| ChatModel::from_gguf(&read("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"), &Device::Cpu).unwrap())
+}
+
+fn minilm() -> &'static Embedder {
+    static M: OnceLock<Embedder> = OnceLock::new();
+    M.get_or_init(|| {
+        Embedder::from_safetensors(
+            &read("minilm/model.safetensors"),
+            &read("minilm/config.json"),
+            &read("minilm/tokenizer.json"),
+            &Device::Cpu,
+        )
+        .unwrap()
+    })
+}
+
+fn user(text: &str) -> Vec<Message> {
+    vec![Message { role: "user".into(), content: text.into() }]
+}
+
+#[test]
+fn chat_template_and_tokenizer_match_the_model() {
+    let m = smollm();
+    let prompt = m.render(&user("Hi"), true).unwrap();
+    assert_eq!(
+        prompt,
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n\
+         <|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    );
+    let ids = m.encode(&prompt).unwrap();
+    // Special tokens are single ids (1 = <|im_start|>, 2 = <|im_end|>).
+    assert_eq!(ids.first(), Some(&1));
+    assert_eq!(ids.iter().filter(|&&i| i == 2).count(), 2);
+    // SmolLM's pre-tokenizer: digits one by one, no prefix space.
+    let digits = m.encode("2024").unwrap();
+    assert_eq!(digits.len(), 4, "{digits:?}");
+    let hello = m.encode("Hello").unwrap();
+    assert_eq!(m.tokenizer().decode(&hello, false).unwrap(), "Hello");
+    assert_eq!(hello.len(), 1, "{hello:?}");
+    assert!(m.context_length() >= 2048);
+}
+
+#[test]
+fn greedy_answer_is_sensible_deterministic_and_streams_the_same_text() {
+    let m = smollm();
+    let prompt = m.encode_chat(&user("What is the capital of France? Answer in one word.")).unwrap();
+    let params = GenParams { max_tokens: 24, ..GenParams::default() };
+    let mut streamed = String::new();
+    let a = m
+        .generate(&prompt, &params, |t| {
+            streamed.push_str(t);
+            true
+        })
+        .unwrap();
+    assert!(a.text.contains("Paris"), "{:?}", a.text);
+    assert_eq!(streamed, a.text);
+    assert_eq!(a.prompt_tokens, prompt.len());
+    assert!(a.completion_tokens >= 1 && a.completion_tokens <= 24);
+    let b = m.generate(&prompt, &params, |_| true).unwrap();
+    assert_eq!(a.text, b.text);
+}
+
+#[test]
+fn sampling_is_reproducible_by_seed_and_limits_hold() {
+    let m = smollm();
+    let prompt = m.encode_chat(&user("Write a sentence about the sea.")).unwrap();
+    let p = |seed| GenParams { max_tokens: 12, temperature: 0.9, top_p: 0.95, seed, stop: vec![] };
+    let a = m.generate(&prompt, &p(7), |_| true).unwrap();
+    let b = m.generate(&prompt, &p(7), |_| true).unwrap();
+    assert_eq!(a.text, b.text);
+    assert_eq!((a.finish_reason, a.completion_tokens), (FinishReason::Length, 12));
+    // Some other seed gives another text (10 tries: sampling at 0.9 is not degenerate).
+    assert!((8..18).any(|s| m.generate(&prompt, &p(s), |_| true).unwrap().text != a.text));
+
+    // A stop string ends the answer and is not part of it; nothing past it is streamed.
+    let prompt = m.encode_chat(&user("What is the capital of France? Answer in one word.")).unwrap();
+    let stop = GenParams { max_tokens: 24, stop: vec!["Paris".into()], ..GenParams::default() };
+    let mut streamed = String::new();
+    let g = m
+        .generate(&prompt, &stop, |t| {
+            streamed.push_str(t);
+            true
+        })
+        .unwrap();
+    assert_eq!(g.finish_reason, FinishReason::Stop);
+    assert!(!g.text.contains("Paris") && !streamed.contains("Paris"), "{:?}", g.text);
+    assert_eq!(streamed, g.text);
+
+    // The callback can cancel.
+    let mut calls = 0;
+    let c = m
+        .generate(&prompt, &GenParams { max_tokens: 24, ..GenParams::default() }, |_| {
+            calls += 1;
+            false
+        })
+        .unwrap();
+    assert_eq!((c.finish_reason, calls), (FinishReason::Cancelled, 1));
+}
+
+#[test]
+fn bad_requests_are_typed_errors() {
+    let m = smollm();
+    let too_long = vec![42u32; m.context_length()];
+    let e = m.generate(&too_long, &GenParams { max_tokens: 1, ..GenParams::default() }, |_| true).unwrap_err();
+    assert!(matches!(e, ModelError::InvalidRequest(ref s) if s.contains("context length")), "{e}");
+    assert!(matches!(m.generate(&[], &GenParams::default(), |_| true), Err(ModelError::InvalidRequest(_))));
+    let bad = GenParams { temperature: f64::NAN, ..GenParams::default() };
+    assert!(matches!(m.generate(&[1], &bad, |_| true), Err(ModelError::InvalidRequest(_))));
+    let bad = GenParams { top_p: 0.0, ..GenParams::default() };
+    assert!(matches!(m.generate(&[1], &bad, |_| true), Err(ModelError::InvalidRequest(_))));
+    let bad = GenParams { max_tokens: 0, ..GenParams::default() };
+    assert!(matches!(m.generate(&[1], &bad, |_| true), Err(ModelError::InvalidRequest(_))));
+}
+
+#[test]
+fn malformed_models_are_refused_without_panicking() {
+    let gguf = read("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    for bytes in [&gguf[..0], &gguf[..4], &gguf[..1000], &gguf[..gguf.len() / 2], b"GGUF\x03\0\0\0garbage".as_slice()] {
+        let e = ChatModel::from_gguf(bytes, &Device::Cpu).unwrap_err();
+        assert!(matches!(e, ModelError::Format(_) | ModelError::Tokenizer(_)), "{e}");
+    }
+    let st = read("minilm/model.safetensors");
+    let cfg = read("minilm/config.json");
+    let tok = read("minilm/tokenizer.json");
+    assert!(Embedder::from_safetensors(&st[..1000], &cfg, &tok, &Device::Cpu).is_err());
+    assert!(Embedder::from_safetensors(&st, b"{}", &tok, &Device::Cpu).is_err());
+    assert!(Embedder::from_safetensors(&st, &cfg, b"not json", &Device::Cpu).is_err());
+}
+
+#[test]
+fn embeddings_rank_a_paraphrase_above_an_unrelated_sentence() {
+    let e = minilm();
+    let inputs: Vec<String> = [
+        "The cat sits on the mat.",
+        "A cat is sitting on a rug.",
+        "Quarterly revenue rose by four percent.",
+    ]
+    .map(String::from)
+    .to_vec();
+    let out = e.embed(&inputs).unwrap();
+    assert_eq!(out.vectors.len(), 3);
+    for v in &out.vectors {
+        assert_eq!(v.len(), e.dim());
+        let n: f32 = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((n - 1.0).abs() < 1e-4, "norm {n}");
+    }
+    let para = cosine(&out.vectors[0], &out.vectors[1]);
+    let other = cosine(&out.vectors[0], &out.vectors[2]);
+    assert!(para > 0.6 && other < 0.2 && para > other + 0.4, "paraphrase {para}, unrelated {other}");
+    // Padding does not change a vector: alone or in a batch, the same embedding.
+    let alone = e.embed(&inputs[..1]).unwrap();
+    assert!(cosine(&alone.vectors[0], &out.vectors[0]) > 0.9999);
+    assert_eq!(out.tokens, inputs.iter().map(|t| e.count_tokens(t).unwrap()).sum::<usize>());
+}
+
+#[test]
+fn embedding_limits_are_typed_errors() {
+    let e = minilm();
+    assert!(matches!(e.embed(&[]), Err(ModelError::InvalidRequest(_))));
+    let long = "word ".repeat(e.max_tokens() + 10);
+    let err = e.embed(&[long]).unwrap_err();
+    assert!(matches!(err, ModelError::InvalidRequest(ref s) if s.contains("tokens")), "{err}");
+}
