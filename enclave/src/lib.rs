@@ -34,6 +34,7 @@
 pub mod error;
 pub mod kbs;
 pub mod rtmr;
+pub mod serve;
 pub mod swtpm;
 pub mod tpm;
 pub mod tsm;

@@ -267,7 +267,8 @@ impl ChatModel {
             }
             ids.push(next);
             let decoded = self.tokenizer.decode(&ids, true).map_err(ModelError::tokenizer)?;
-            if let Some(cut) = params.stop.iter().filter(|s| !s.is_empty()).filter_map(|s| decoded.find(s.as_str())).min()
+            if let Some(cut) =
+                params.stop.iter().filter(|s| !s.is_empty()).filter_map(|s| decoded.find(s.as_str())).min()
             {
                 text = decoded.get(..cut).unwrap_or_default().to_owned();
                 break FinishReason::Stop;

@@ -61,7 +61,13 @@ impl Embedder {
         // and padding is done here with an explicit mask.
         tokenizer.with_padding(None);
         tokenizer.with_truncation(None).map_err(ModelError::tokenizer)?;
-        Ok(Self { model, tokenizer, device: device.clone(), dim: cfg.hidden_size, max_tokens: cfg.max_position_embeddings })
+        Ok(Self {
+            model,
+            tokenizer,
+            device: device.clone(),
+            dim: cfg.hidden_size,
+            max_tokens: cfg.max_position_embeddings,
+        })
     }
 
     /// The embedding width.

@@ -152,13 +152,10 @@ fn malformed_models_are_refused_without_panicking() {
 #[test]
 fn embeddings_rank_a_paraphrase_above_an_unrelated_sentence() {
     let e = minilm();
-    let inputs: Vec<String> = [
-        "The cat sits on the mat.",
-        "A cat is sitting on a rug.",
-        "Quarterly revenue rose by four percent.",
-    ]
-    .map(String::from)
-    .to_vec();
+    let inputs: Vec<String> =
+        ["The cat sits on the mat.", "A cat is sitting on a rug.", "Quarterly revenue rose by four percent."]
+            .map(String::from)
+            .to_vec();
     let out = e.embed(&inputs).unwrap();
     assert_eq!(out.vectors.len(), 3);
     for v in &out.vectors {

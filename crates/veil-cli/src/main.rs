@@ -15,6 +15,7 @@ use veil_cli::run::{Inputs, parse_hex, parse_time};
 mod kbs;
 mod model;
 mod sealing;
+mod serve;
 
 /// mimalloc rather than glibc malloc: the broker's request path is allocation-heavy
 /// (JSON evidence, Rego values) and glibc's arenas cost ~17% of its CPU under load
@@ -45,6 +46,8 @@ enum Command {
     /// The key broker (Trustee KBS protocol) and its admin API.
     #[command(subcommand)]
     Kbs(kbs::KbsCmd),
+    /// Run the confidential serving runtime (attest, unseal, serve the OpenAI API).
+    Serve(serve::ServeCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -218,6 +221,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Seal(cmd) => sealing::run_seal(*cmd),
         Command::Unseal(cmd) => sealing::run_unseal(*cmd),
         Command::Kbs(cmd) => kbs::run(cmd),
+        Command::Serve(cmd) => serve::run_serve(cmd),
     }
 }
 

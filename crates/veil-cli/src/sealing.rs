@@ -26,9 +26,10 @@ pub struct SealCmd {
     #[arg(long, value_name = "BUNDLE")]
     out: PathBuf,
     /// Where to write the fresh data key (64 hex digits, mode 0600; must not exist). This
-    /// file is the key to the model: hand it to the key broker, then delete it.
-    #[arg(long, value_name = "FILE")]
-    key_out: PathBuf,
+    /// file is the key to the model: hand it to the key broker, then delete it. Optional
+    /// with --kbs: then the key goes only to the broker and never touches the disk.
+    #[arg(long, value_name = "FILE", required_unless_present = "kbs")]
+    key_out: Option<PathBuf>,
     /// Plaintext bytes per encrypted chunk (e.g. 4MiB, 64KiB, 1048576).
     #[arg(long, value_name = "SIZE", default_value = "4MiB", value_parser = parse_size)]
     chunk_size: u32,
@@ -169,13 +170,15 @@ fn write_secret_file(path: &Path, text: &[u8]) -> anyhow::Result<()> {
 
 /// Runs `veil seal`.
 pub fn run_seal(c: SealCmd) -> anyhow::Result<ExitCode> {
-    if std::fs::symlink_metadata(&c.key_out).is_ok() {
-        bail!("{} already exists; refusing to overwrite a key file", c.key_out.display());
+    if let Some(k) = c.key_out.as_ref().filter(|k| std::fs::symlink_metadata(k).is_ok()) {
+        bail!("{} already exists; refusing to overwrite a key file", k.display());
     }
     let key = read(&c.signing_key)?;
     let card_policy = policy(c.card_policy.as_deref())?;
     let mut ignore: Vec<PathBuf> = c.ignore_paths.iter().map(|p| c.model.join(p)).collect();
-    ignore.push(std::path::absolute(&c.key_out)?);
+    if let Some(k) = &c.key_out {
+        ignore.push(std::path::absolute(k)?);
+    }
     let bars = Bars::new("encrypting", true);
     let opts = SealOptions {
         chunk_size: c.chunk_size,
@@ -188,21 +191,35 @@ pub fn run_seal(c: SealCmd) -> anyhow::Result<ExitCode> {
     let start = std::time::Instant::now();
     let sealed = seal(&c.model, &key, &c.out, &opts)?;
     let secs = start.elapsed().as_secs_f64();
-    if let Err(e) = write_secret_file(&c.key_out, sealed.data_key.to_hex().as_bytes()) {
-        // A bundle nobody can open is worse than none.
-        let _ = std::fs::remove_file(&c.out);
-        return Err(e.context("the bundle was removed because its key could not be saved"));
+    if let Some(k) = &c.key_out {
+        if let Err(e) = write_secret_file(k, sealed.data_key.to_hex().as_bytes()) {
+            // A bundle nobody can open is worse than none.
+            let _ = std::fs::remove_file(&c.out);
+            return Err(e.context("the bundle was removed because its key could not be saved"));
+        }
     }
     println!("sealed {} files, {} bytes, in {secs:.2} s", sealed.files, sealed.bytes);
     println!("bundle: {}", c.out.display());
     println!("bundle id: {}", sealed.bundle_id);
     println!("manifest digest: {}", sealed.manifest_digest);
     println!("signer: {}", sealed.signer);
-    println!("data key: {} (mode 0600; hand it to the key broker, then delete it)", c.key_out.display());
+    if let Some(k) = &c.key_out {
+        println!("data key: {} (mode 0600; hand it to the key broker, then delete it)", k.display());
+    }
     if let (Some(url), Some(admin)) = (&c.kbs, &c.admin_key) {
-        let path =
-            crate::kbs::register_sealed(url, admin, c.ca_cert.as_deref(), &sealed.manifest_digest, &sealed.data_key)
-                .context("registering the data key with the broker (the bundle and key file are kept)")?;
+        let registered =
+            crate::kbs::register_sealed(url, admin, c.ca_cert.as_deref(), &sealed.manifest_digest, &sealed.data_key);
+        let path = match (registered, &c.key_out) {
+            (Ok(p), _) => p,
+            (Err(e), Some(_)) => {
+                return Err(e.context("registering the data key with the broker (the bundle and key file are kept)"));
+            }
+            (Err(e), None) => {
+                // The broker held the only copy of the key: without it the bundle is noise.
+                let _ = std::fs::remove_file(&c.out);
+                return Err(e.context("registering the data key with the broker; the bundle was removed"));
+            }
+        };
         println!("registered: {url}/kbs/v0/resource/{path}");
     }
     Ok(ExitCode::SUCCESS)

@@ -589,9 +589,11 @@ fn a_bare_tpm_obtains_a_key_only_with_a_trusted_ak() {
     // Listed: released. The AK is the one the TPM holds now.
     let ak = tpm.ak().unwrap().unwrap();
     let ak_sha = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &ak.public_der));
-    rt.block_on(admin.set_reference_values(
-        &json!({"allow_simulated": true, "allow_any_measurement": true, "tpm_aks": [ak_sha]}),
-    ))
+    rt.block_on(
+        admin.set_reference_values(
+            &json!({"allow_simulated": true, "allow_any_measurement": true, "tpm_aks": [ak_sha]}),
+        ),
+    )
     .unwrap();
     let got = rt.block_on(client.fetch(&provider, path)).unwrap();
     assert_eq!(got.as_slice(), b"tpm-key");

@@ -154,10 +154,7 @@ enum AzTdxPrimary {
 /// Base64url, padded or not (Trustee's serde_with `Base64<UrlSafe>` writes padding;
 /// other producers omit it).
 fn b64url(field: &str, s: &str) -> Result<Vec<u8>, Refusal> {
-    URL_SAFE
-        .decode(s)
-        .or_else(|_| URL_SAFE_NO_PAD.decode(s))
-        .map_err(|_| refuse(format!("{field} is not base64url")))
+    URL_SAFE.decode(s).or_else(|_| URL_SAFE_NO_PAD.decode(s)).map_err(|_| refuse(format!("{field} is not base64url")))
 }
 
 /// Azure evidence from version 2 on carries the runtime-data hash as the HCL
@@ -178,20 +175,12 @@ fn check_user_data(var_data: &Value, hash: &[u8]) -> Result<(), Refusal> {
 /// are in ascending index order of the quoted (single) SHA-256 bank.
 fn pcr_values(message: &[u8], list: &[String]) -> Result<PcrValues, Refusal> {
     let attest = veil_attestation::tpm::parse_attest(message).map_err(|e| refuse(format!("tpm quote: {e}")))?;
-    let mut selected: Vec<u32> = attest
-        .pcr_select
-        .iter()
-        .filter(|s| s.bank == HashAlg::Sha256)
-        .flat_map(|s| s.pcrs.iter().copied())
-        .collect();
+    let mut selected: Vec<u32> =
+        attest.pcr_select.iter().filter(|s| s.bank == HashAlg::Sha256).flat_map(|s| s.pcrs.iter().copied()).collect();
     selected.sort_unstable();
     selected.dedup();
     if selected.len() != list.len() {
-        return Err(refuse(format!(
-            "tpm quote: {} PCR values for {} quoted SHA-256 PCRs",
-            list.len(),
-            selected.len()
-        )));
+        return Err(refuse(format!("tpm quote: {} PCR values for {} quoted SHA-256 PCRs", list.len(), selected.len())));
     }
     let mut values = BTreeMap::new();
     for (idx, v) in selected.into_iter().zip(list) {
@@ -205,8 +194,7 @@ fn pcr_values(message: &[u8], list: &[String]) -> Result<PcrValues, Refusal> {
 /// is not authenticated here: the caller says what binds it.
 fn verify_tpm_json(ev: &TpmEvidence, nonce: &[u8], base: &Options) -> Result<VerifiedEvidence, Refusal> {
     let ak = STANDARD.decode(&ev.ak_public).map_err(|_| refuse("tpm evidence: ak_public is not base64"))?;
-    let message =
-        STANDARD.decode(&ev.tpm_quote.message).map_err(|_| refuse("tpm evidence: message is not base64"))?;
+    let message = STANDARD.decode(&ev.tpm_quote.message).map_err(|_| refuse("tpm evidence: message is not base64"))?;
     let signature =
         STANDARD.decode(&ev.tpm_quote.signature).map_err(|_| refuse("tpm evidence: signature is not base64"))?;
     let pcrs = pcr_values(&message, &ev.tpm_quote.pcrs)?;
@@ -375,8 +363,7 @@ fn sample(primary: &Value, expected: &[u8; 64], trust_simulator: bool) -> Result
     if !trust_simulator {
         return Err(refuse("sample evidence is unsigned test evidence; refused without danger_trust_simulator"));
     }
-    let p: SamplePrimary =
-        Deserialize::deserialize(primary).map_err(|e| refuse(format!("sample evidence: {e}")))?;
+    let p: SamplePrimary = Deserialize::deserialize(primary).map_err(|e| refuse(format!("sample evidence: {e}")))?;
     let rd = STANDARD.decode(&p.report_data).map_err(|_| refuse("sample evidence: report_data is not base64"))?;
     let mut padded = rd.clone();
     padded.resize(64, 0);

@@ -326,9 +326,8 @@ impl AuditWriter {
                         Err(_) => break,
                     }
                 }
-                let result = store.audit_batch(
-                    batch.iter().map(|p| (p.event.as_str(), p.subject.as_str(), p.detail.as_str())),
-                );
+                let result =
+                    store.audit_batch(batch.iter().map(|p| (p.event.as_str(), p.subject.as_str(), p.detail.as_str())));
                 match result {
                     Ok(entries) => {
                         for (p, e) in batch.into_iter().zip(entries) {

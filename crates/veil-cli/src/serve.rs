@@ -1,0 +1,87 @@
+//! `veil serve --config serve.toml`: the confidential serving runtime.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use veil_enclave::kbs::EvidenceProvider;
+use veil_enclave::serve::{ServeConfig, harden_process, run};
+use veil_enclave::tpm::TpmAttester;
+use veil_enclave::tsm::TsmAttester;
+use veil_enclave::{Attester, TeeKind};
+
+/// `veil serve`.
+#[derive(Args, Debug)]
+pub struct ServeCmd {
+    /// The runtime configuration (TOML).
+    #[arg(long)]
+    config: PathBuf,
+}
+
+const TSM_DEFAULT: &str = "/sys/kernel/config/tsm/report";
+
+pub fn run_serve(cmd: ServeCmd) -> anyhow::Result<ExitCode> {
+    crate::kbs::init_logging();
+    harden_process().context("disabling core dumps")?;
+    let text = std::fs::read_to_string(&cmd.config).with_context(|| format!("reading {}", cmd.config.display()))?;
+    let cfg = ServeConfig::from_toml(&text)?;
+
+    // The simulator (kind = "sim") runs in this process, over a private directory.
+    let mut _sim: Option<(tempfile::TempDir, veil_sim::tsm::TsmSim)> = None;
+    let attester: Arc<dyn Attester> = match cfg.tee.kind.as_str() {
+        "sim" => {
+            let provider = match cfg.tee.sim_provider.as_deref().unwrap_or("snp") {
+                "snp" => veil_sim::tsm::Provider::SevGuest,
+                "tdx" => veil_sim::tsm::Provider::TdxGuest,
+                other => bail!("sim_provider {other:?}: snp or tdx"),
+            };
+            tracing::warn!("SIMULATED TEE: this runtime's evidence proves nothing; for tests and demos only");
+            let dir = tempfile::tempdir()?;
+            let sim = veil_sim::tsm::TsmSim::start(dir.path(), provider)?;
+            let a = Arc::new(TsmAttester::new(dir.path()));
+            _sim = Some((dir, sim));
+            a
+        }
+        kind => {
+            let dir = cfg.tee.tsm_dir.clone().unwrap_or_else(|| PathBuf::from(TSM_DEFAULT));
+            if !dir.is_dir() {
+                bail!(
+                    "no TEE found: {} does not exist (not a confidential VM, or configfs-tsm is not mounted); \
+                     to run on the simulator, set [tee] kind = \"sim\" and danger_simulated = true",
+                    dir.display()
+                );
+            }
+            let a = TsmAttester::new(&dir);
+            let found = a.tee().context("reading the configfs-tsm provider")?;
+            match (kind, found) {
+                ("auto", TeeKind::Snp | TeeKind::Tdx) | ("snp", TeeKind::Snp) | ("tdx", TeeKind::Tdx) => {}
+                _ => bail!("[tee] kind = {kind:?}, but configfs-tsm offers {found:?}"),
+            }
+            Arc::new(a)
+        }
+    };
+    let mut evidence = EvidenceProvider::new(attester);
+    if let Some(tcti) = &cfg.tee.tpm {
+        let tpm = TpmAttester::open(tcti).with_context(|| format!("opening the TPM at {tcti}"))?;
+        evidence = evidence.with_tpm(Arc::new(tpm));
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(run(
+        cfg,
+        Arc::new(evidence),
+        |addr, fp, cert| {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "runtime: https://{addr}");
+            let _ = writeln!(out, "tls-sha256: {fp}");
+            let _ = writeln!(out, "tls-cert: {}", cert.display());
+            let _ = out.flush();
+        },
+        async {
+            let _ = tokio::signal::ctrl_c().await;
+        },
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,440 @@
+//! The serving runtime end to end, as real processes on loopback: the key broker
+//! (`veil kbs serve --dev`) and the runtime (`veil serve`) on the simulated SEV-SNP TEE,
+//! serving sealed SmolLM2 and MiniLM through the OpenAI-compatible API.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+mod common;
+use common::{cached_model, keygen, stderr, stdout, veil};
+
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Broker {
+    _p: Proc,
+    url: String,
+    admin_key: PathBuf,
+    ca: PathBuf,
+}
+
+fn start_broker(dir: &Path) -> Broker {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_veil"))
+        .args(["kbs", "serve", "--dev"])
+        .arg(dir.join("kbs"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut get = |prefix: &str| {
+        let l = lines.next().expect("broker exited before printing its address").unwrap();
+        l.strip_prefix(prefix).unwrap_or_else(|| panic!("expected {prefix:?}, got {l:?}")).to_owned()
+    };
+    let url = get("kbs: ");
+    let admin_key = PathBuf::from(get("admin-key: "));
+    let ca = PathBuf::from(get("ca-cert: "));
+    Broker { _p: Proc(child), url, admin_key, ca }
+}
+
+/// Seals `model` (with a card) and registers its key with the broker; returns the
+/// manifest digest.
+fn seal(d: &Path, b: &Broker, model: &Path, name: &str) -> String {
+    let staged = d.join(format!("{name}-src"));
+    std::fs::create_dir_all(&staged).unwrap();
+    for e in std::fs::read_dir(model).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), staged.join(e.file_name())).unwrap();
+        }
+    }
+    std::fs::write(staged.join("MODEL_CARD.md"), "---\nlicense: apache-2.0\n---\nA test model.\n").unwrap();
+    let o = veil(
+        &[
+            "seal",
+            staged.to_str().unwrap(),
+            "--signing-key",
+            "owner.pem",
+            "--out",
+            &format!("{name}.veil"),
+            "--kbs",
+            &b.url,
+            "--admin-key",
+            b.admin_key.to_str().unwrap(),
+            "--ca-cert",
+            b.ca.to_str().unwrap(),
+        ],
+        d,
+    );
+    assert!(o.status.success(), "seal {name}: {}", stderr(&o));
+    std::fs::remove_dir_all(&staged).unwrap();
+    stdout(&o).lines().find_map(|l| l.strip_prefix("manifest digest: ")).unwrap().to_owned()
+}
+
+const API_KEY: &str = "test-key-1";
+
+fn config(d: &Path, b: &Broker, signer: &str, extra: &str) -> PathBuf {
+    let key_hash = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, API_KEY.as_bytes()));
+    let text = format!(
+        r#"state_dir = "{state}"
+reattest_secs = 1
+[kbs]
+url = "{url}"
+ca_cert = "{ca}"
+[tee]
+kind = "sim"
+danger_simulated = true
+[api]
+key_hashes = ["sha256:{key_hash}"]
+[[model]]
+name = "smollm2"
+kind = "chat"
+bundle = "{d}/smollm2.veil"
+signer = "{d}/{signer}"
+[[model]]
+name = "minilm"
+kind = "embedding"
+bundle = "{d}/minilm.veil"
+signer = "{d}/{signer}"
+{extra}"#,
+        state = d.join("state").display(),
+        url = b.url,
+        ca = b.ca.display(),
+        d = d.display(),
+    );
+    let p = d.join(format!("serve-{signer}.toml"));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+struct Runtime {
+    _p: Proc,
+    url: String,
+    cert: PathBuf,
+}
+
+/// Starts `veil serve`; returns the runtime once it prints its address, or the process's
+/// exit status and stderr if it stops first.
+fn start_runtime(cfg: &Path, tmp: &Path) -> Result<Runtime, (i32, String)> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_veil"))
+        .args(["serve", "--config"])
+        .arg(cfg)
+        .env("RUST_LOG", "info")
+        .env("TMPDIR", tmp)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    match lines.next() {
+        Some(Ok(l)) if l.starts_with("runtime: ") => {
+            let url = l["runtime: ".len()..].to_owned();
+            let _fp = lines.next().unwrap().unwrap();
+            let cert = PathBuf::from(lines.next().unwrap().unwrap().strip_prefix("tls-cert: ").unwrap());
+            // Keep draining stderr so the runtime never blocks on a full pipe.
+            let err = child.stderr.take().unwrap();
+            std::thread::spawn(move || for _ in BufReader::new(err).lines() {});
+            Ok(Runtime { _p: Proc(child), url, cert })
+        }
+        _ => {
+            let status = child.wait().unwrap();
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            Err((status.code().unwrap_or(-1), err))
+        }
+    }
+}
+
+fn client(cert: &Path) -> reqwest::Client {
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(cert).unwrap()).unwrap())
+        .build()
+        .unwrap()
+}
+
+async fn post(c: &reqwest::Client, url: &str, body: &Value, key: Option<&str>) -> (u16, String) {
+    let mut r = c.post(url).json(body);
+    if let Some(k) = key {
+        r = r.bearer_auth(k);
+    }
+    let resp = r.send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+fn cosine(a: &[f64], b: &[f64]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    dot / (a.iter().map(|x| x * x).sum::<f64>().sqrt() * b.iter().map(|x| x * x).sum::<f64>().sqrt())
+}
+
+/// Every regular file under `dir`, recursively.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                stack.push(e.path());
+            } else if t.is_file() {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn sealed_models_are_served_over_tls_and_withdrawn_on_revocation() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let b = start_broker(d);
+    keygen(d, "owner", "SECP256R1", false);
+    let chat_digest = seal(d, &b, &cached_model("smollm2"), "smollm2");
+    seal(d, &b, &cached_model("minilm"), "minilm");
+    let runtime_tmp = d.join("runtime-tmp");
+    std::fs::create_dir(&runtime_tmp).unwrap();
+    let before: Vec<PathBuf> = files(d);
+
+    let cfg = config(d, &b, "owner.pub", "");
+    let r = start_runtime(&cfg, &runtime_tmp).unwrap_or_else(|(c, e)| panic!("runtime exited {c}: {e}"));
+    let c = client(&r.cert);
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let chat_url = format!("{}/v1/chat/completions", r.url);
+    let question = json!({"model": "smollm2", "temperature": 0, "max_tokens": 16,
+        "messages": [{"role": "user", "content": "What is the capital of France? Answer in one word."}]});
+    rt.block_on(async {
+        // Models.
+        let m: Value =
+            c.get(format!("{}/v1/models", r.url)).bearer_auth(API_KEY).send().await.unwrap().json().await.unwrap();
+        let ids: Vec<&str> = m["data"].as_array().unwrap().iter().map(|x| x["id"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["smollm2", "minilm"], "{m}");
+
+        // A chat completion with a sensible answer.
+        let (s, body) = post(&c, &chat_url, &question, Some(API_KEY)).await;
+        assert_eq!(s, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let answer = v["choices"][0]["message"]["content"].as_str().unwrap();
+        assert!(answer.contains("Paris"), "{v}");
+        assert_eq!(v["object"], "chat.completion");
+        assert!(v["usage"]["prompt_tokens"].as_u64().unwrap() > 10);
+
+        // The same, streamed: SSE chunks, the same text, a finish reason, then [DONE].
+        let mut q = question.clone();
+        q["stream"] = json!(true);
+        let (s, body) = post(&c, &chat_url, &q, Some(API_KEY)).await;
+        assert_eq!(s, 200, "{body}");
+        let events: Vec<&str> = body.lines().filter_map(|l| l.strip_prefix("data: ")).collect();
+        assert_eq!(events.last(), Some(&"[DONE]"), "{body}");
+        let chunks: Vec<Value> = events[..events.len() - 1].iter().map(|e| serde_json::from_str(e).unwrap()).collect();
+        let text: String =
+            chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect::<Vec<_>>().concat();
+        assert_eq!(text, answer);
+        assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "stop", "{body}");
+
+        // Text completion.
+        let (s, body) = post(
+            &c,
+            &format!("{}/v1/completions", r.url),
+            &json!({"model": "smollm2", "prompt": "The capital of France is", "max_tokens": 4, "temperature": 0}),
+            Some(API_KEY),
+        )
+        .await;
+        assert_eq!(s, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["choices"][0]["finish_reason"], "length", "{v}");
+
+        // Embeddings: a paraphrase ranks above an unrelated sentence; base64 is the same vector.
+        let input = json!([
+            "The cat sits on the mat.",
+            "A cat is sitting on a rug.",
+            "Quarterly revenue rose by four percent."
+        ]);
+        let (s, body) =
+            post(&c, &format!("{}/v1/embeddings", r.url), &json!({"model": "minilm", "input": input}), Some(API_KEY))
+                .await;
+        assert_eq!(s, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let vecs: Vec<Vec<f64>> = v["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect())
+            .collect();
+        assert!(cosine(&vecs[0], &vecs[1]) > cosine(&vecs[0], &vecs[2]) + 0.4);
+        let (_, body) = post(
+            &c,
+            &format!("{}/v1/embeddings", r.url),
+            &json!({"model": "minilm", "input": "The cat sits on the mat.", "encoding_format": "base64"}),
+            Some(API_KEY),
+        )
+        .await;
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let raw =
+            base64::engine::general_purpose::STANDARD.decode(v["data"][0]["embedding"].as_str().unwrap()).unwrap();
+        let floats: Vec<f64> = raw.chunks(4).map(|c| f64::from(f32::from_le_bytes(c.try_into().unwrap()))).collect();
+        assert!(cosine(&floats, &vecs[0]) > 0.9999);
+
+        // Refusals in OpenAI's error shape.
+        let (s, body) = post(&c, &chat_url, &question, None).await;
+        assert_eq!(s, 401, "{body}");
+        assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"]["type"], "authentication_error");
+        assert_eq!(post(&c, &chat_url, &question, Some("wrong")).await.0, 401);
+        let (s, body) = post(
+            &c,
+            &chat_url,
+            &json!({"model": "nope", "messages": [{"role": "user", "content": "x"}]}),
+            Some(API_KEY),
+        )
+        .await;
+        assert_eq!(s, 404, "{body}");
+        let mut n2 = question.clone();
+        n2["n"] = json!(2);
+        let (s, body) = post(&c, &chat_url, &n2, Some(API_KEY)).await;
+        assert_eq!(s, 400, "{body}");
+        let msg = serde_json::from_str::<Value>(&body).unwrap()["error"]["message"].as_str().unwrap().to_owned();
+        assert!(msg.contains("\"n\""), "{body}");
+        let resp = c
+            .post(&chat_url)
+            .bearer_auth(API_KEY)
+            .header("content-type", "application/json")
+            .body("{not json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 400);
+        let e: Value = resp.json().await.unwrap();
+        assert_eq!(e["error"]["type"], "invalid_request_error");
+        let big = "x".repeat(2 << 20);
+        let resp = c.post(&chat_url).bearer_auth(API_KEY).body(big).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 413);
+        let mut huge = question.clone();
+        huge["max_tokens"] = json!(100_000);
+        let (s, body) = post(&c, &chat_url, &huge, Some(API_KEY)).await;
+        assert!(s == 400 && body.contains("context length"), "{s} {body}");
+    });
+
+    // Revoke the chat model at the broker: within a few re-attestation intervals the
+    // runtime stops serving it (503, saying why) and keeps serving the other model.
+    let o = veil(
+        &[
+            "kbs",
+            "admin",
+            "--kbs",
+            &b.url,
+            "--admin-key",
+            b.admin_key.to_str().unwrap(),
+            "--ca-cert",
+            b.ca.to_str().unwrap(),
+            "revoke",
+            &chat_digest,
+        ],
+        d,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (s, body) = post(&c, &chat_url, &question, Some(API_KEY)).await;
+            if s == 503 {
+                assert!(body.contains("withdrawn"), "{body}");
+                break;
+            }
+            assert_eq!(s, 200, "{body}");
+            assert!(Instant::now() < deadline, "the runtime still serves a revoked model");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let (s, body) = post(
+            &c,
+            &format!("{}/v1/embeddings", r.url),
+            &json!({"model": "minilm", "input": "still here"}),
+            Some(API_KEY),
+        )
+        .await;
+        assert_eq!(s, 200, "{body}");
+    });
+
+    // No plaintext weights were ever written: the runtime created only its certificate
+    // (and the simulator's report files under its TMPDIR), none holding model bytes.
+    drop(r);
+    let gguf_head = &std::fs::read(cached_model("smollm2").join("SmolLM2-135M-Instruct.Q4_1.gguf")).unwrap()[..4096];
+    let st_head = &std::fs::read(cached_model("minilm").join("model.safetensors")).unwrap()[..4096];
+    for f in files(d) {
+        if before.contains(&f) || f.starts_with(d.join("kbs")) {
+            continue;
+        }
+        let bytes = std::fs::read(&f).unwrap();
+        assert!(bytes.len() < 1 << 20, "{} ({} bytes) was written during serving", f.display(), bytes.len());
+        let leaked = |head: &[u8]| bytes.windows(64).any(|w| head.windows(64).step_by(64).any(|h| h == w));
+        assert!(!leaked(gguf_head) && !leaked(st_head), "{} holds model bytes", f.display());
+    }
+    assert!(d.join("state/tls.crt").is_file());
+}
+
+#[test]
+fn boot_stops_with_a_clear_error() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let b = start_broker(d);
+    keygen(d, "owner", "SECP256R1", false);
+    keygen(d, "other", "SECP256R1", false);
+    let digest = seal(d, &b, &cached_model("minilm"), "minilm");
+    std::fs::copy(d.join("minilm.veil"), d.join("smollm2.veil")).unwrap();
+    let tmp = d.join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+
+    // A wrong signer.
+    let (code, err) = start_runtime(&config(d, &b, "other.pub", ""), &tmp).err().expect("booted with a wrong signer");
+    assert_ne!(code, 0);
+    assert!(err.contains("model smollm2") && err.to_lowercase().contains("signature"), "{err}");
+
+    // A bad configuration.
+    let bad = d.join("bad.toml");
+    std::fs::write(&bad, "state_dir = \"x\"\n[kbs]\nurl = \"https://x\"\n[tee]\nkind = \"sim\"\n[api]\nallow_unauthenticated = true\n[[model]]\nname = \"m\"\nkind = \"chat\"\nbundle = \"b\"\nsigner = \"s\"\n").unwrap();
+    let (code, err) = start_runtime(&bad, &tmp).err().expect("booted with a bad config");
+    assert_ne!(code, 0);
+    assert!(err.contains("danger_simulated"), "{err}");
+
+    // A tampered bundle: one byte of the encrypted data flipped.
+    let mut bytes = std::fs::read(d.join("smollm2.veil")).unwrap();
+    bytes[4096] ^= 1;
+    std::fs::write(d.join("smollm2.veil"), &bytes).unwrap();
+    let cfg = config(d, &b, "owner.pub", "");
+    let (code, err) = start_runtime(&cfg, &tmp).err().expect("booted with a tampered bundle");
+    assert_ne!(code, 0);
+    assert!(err.contains("model smollm2"), "{err}");
+
+    // A refused key release: the model is revoked before boot.
+    std::fs::copy(d.join("minilm.veil"), d.join("smollm2.veil")).unwrap();
+    let o = veil(
+        &[
+            "kbs",
+            "admin",
+            "--kbs",
+            &b.url,
+            "--admin-key",
+            b.admin_key.to_str().unwrap(),
+            "--ca-cert",
+            b.ca.to_str().unwrap(),
+            "revoke",
+            &digest,
+        ],
+        d,
+    );
+    assert!(o.status.success());
+    let (code, err) = start_runtime(&cfg, &tmp).err().expect("booted with a revoked model");
+    assert_ne!(code, 0);
+    assert!(err.contains("key release") && err.contains("PolicyDeny"), "{err}");
+}

@@ -1,0 +1,578 @@
+//! The OpenAI-compatible API: `POST /v1/chat/completions` (JSON and SSE),
+//! `POST /v1/completions`, `POST /v1/embeddings`, `GET /v1/models`, errors in OpenAI's
+//! shape (`{"error": {"message", "type", "param", "code"}}`).
+//!
+//! Request bodies are untrusted: they are size-limited before parsing, parsed into
+//! typed structs, and every field the models do not support is refused with a 400
+//! that names it, rather than silently ignored.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use veil_models::ModelError;
+use veil_models::chat::{FinishReason, GenParams, Message};
+
+use super::engine::{ChatEngine, EmbedEngine, EngineError};
+use super::{Engine, Serving};
+
+/// The largest request body accepted.
+pub const MAX_BODY: usize = 1 << 20;
+/// The most stop strings, as OpenAI allows.
+const MAX_STOP: usize = 4;
+
+/// What the API serves.
+#[derive(Debug, Clone)]
+pub struct Api {
+    /// The models being served (and those withdrawn).
+    pub serving: Arc<Serving>,
+    /// SHA-256 digests of the accepted API keys; empty means no authentication
+    /// (only when the configuration says so explicitly).
+    pub api_key_hashes: Vec<[u8; 32]>,
+}
+
+/// An API error in OpenAI's shape.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    kind: &'static str,
+    message: String,
+    param: Option<&'static str>,
+}
+
+impl ApiError {
+    fn bad(message: impl Into<String>, param: Option<&'static str>) -> Self {
+        Self { status: StatusCode::BAD_REQUEST, kind: "invalid_request_error", message: message.into(), param }
+    }
+
+    fn unauthorized(message: &str) -> Self {
+        Self { status: StatusCode::UNAUTHORIZED, kind: "authentication_error", message: message.into(), param: None }
+    }
+
+    fn not_found(message: String) -> Self {
+        Self { status: StatusCode::NOT_FOUND, kind: "invalid_request_error", message, param: Some("model") }
+    }
+
+    fn engine(e: EngineError) -> Self {
+        match e {
+            EngineError::Busy => Self {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                kind: "server_error",
+                message: "the model is busy; retry later".into(),
+                param: None,
+            },
+            EngineError::Stopped => Self {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                kind: "server_error",
+                message: "the model is not being served".into(),
+                param: None,
+            },
+            EngineError::Model(ModelError::InvalidRequest(m)) => Self::bad(m, None),
+            EngineError::Model(other) => {
+                tracing::error!(error = %other, "inference failed");
+                Self {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    kind: "server_error",
+                    message: "inference failed".into(),
+                    param: None,
+                }
+            }
+        }
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> Value {
+        json!({"error": {"message": self.message, "type": self.kind, "param": self.param, "code": Value::Null}})
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(self.body())).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The router (the caller adds its own layers: body limit, metrics, receipts).
+pub fn router(api: Arc<Api>) -> Router {
+    Router::new()
+        .route("/v1/models", get(models))
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/completions", post(completions))
+        .route("/v1/embeddings", post(embeddings))
+        .fallback(|| async { ApiError::not_found("no such endpoint".into()) })
+        .with_state(api)
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn random_id(prefix: &str) -> String {
+    let mut b = [0u8; 12];
+    // An id, not a secret: a failure of the RNG leaves zeros, which is still an id.
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+    format!("{prefix}-{}", hex::encode(b))
+}
+
+/// Checks `Authorization: Bearer <key>` against the configured key digests, in
+/// constant time per digest.
+fn authorize(api: &Api, headers: &HeaderMap) -> ApiResult<()> {
+    if api.api_key_hashes.is_empty() {
+        return Ok(());
+    }
+    let key = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| ApiError::unauthorized("an API key is required (Authorization: Bearer ...)"))?;
+    let digest: [u8; 32] =
+        sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(key.as_bytes())).into();
+    // Digests are compared, so timing says nothing useful about a key; the comparison
+    // is branch-free anyway, and every configured digest is checked.
+    let mut ok = false;
+    for h in &api.api_key_hashes {
+        let diff = h.iter().zip(&digest).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+        ok |= std::hint::black_box(diff) == 0;
+    }
+    if ok { Ok(()) } else { Err(ApiError::unauthorized("invalid API key")) }
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> ApiResult<T> {
+    serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("invalid request body: {e}"), None))
+}
+
+async fn models(State(api): State<Arc<Api>>, headers: HeaderMap) -> ApiResult<Response> {
+    authorize(&api, &headers)?;
+    let created = now();
+    let names: Vec<String> =
+        api.serving.models.read().map(|m| m.iter().map(|(l, _)| l.section.name.clone()).collect()).unwrap_or_default();
+    let data: Vec<Value> =
+        names.iter().map(|n| json!({"id": n, "object": "model", "created": created, "owned_by": "veil"})).collect();
+    Ok(axum::Json(json!({"object": "list", "data": data})).into_response())
+}
+
+/// `stop`: a string or up to four strings.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Stop {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// Message content: a string, or text parts.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum Content {
+    Text(String),
+    Parts(Vec<Part>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Part {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    text: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct InMessage {
+    role: String,
+    #[serde(default)]
+    content: Option<Content>,
+}
+
+/// Sampling fields common to chat and text completions. Fields a model cannot honour
+/// (`n` > 1, penalties, logprobs, tools, ...) are refused by [`refuse_unsupported`].
+#[derive(Debug, Deserialize)]
+struct Sampling {
+    #[serde(default)]
+    max_tokens: Option<u64>,
+    #[serde(default)]
+    max_completion_tokens: Option<u64>,
+    #[serde(default)]
+    temperature: Option<f64>,
+    #[serde(default)]
+    top_p: Option<f64>,
+    #[serde(default)]
+    seed: Option<u64>,
+    #[serde(default)]
+    stop: Option<Stop>,
+    #[serde(default)]
+    stream: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ChatRequest {
+    model: String,
+    messages: Vec<InMessage>,
+    #[serde(flatten)]
+    sampling: Sampling,
+    #[serde(flatten)]
+    rest: serde_json::Map<String, Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CompletionRequest {
+    model: String,
+    prompt: Value,
+    #[serde(flatten)]
+    sampling: Sampling,
+    #[serde(flatten)]
+    rest: serde_json::Map<String, Value>,
+}
+
+/// Fields clients send that are harmless at their defaults; anything else unknown,
+/// or one of these at a value the runtime cannot honour, is a 400.
+fn refuse_unsupported(rest: &serde_json::Map<String, Value>) -> ApiResult<()> {
+    for (k, v) in rest {
+        let default_ok = match k.as_str() {
+            "n" => v.is_null() || v == &json!(1),
+            "frequency_penalty" | "presence_penalty" => v.is_null() || v.as_f64() == Some(0.0),
+            "logprobs" | "echo" | "parallel_tool_calls" => v.is_null() || v == &json!(false),
+            "user" | "stream_options" | "metadata" | "store" | "service_tier" => true,
+            "logit_bias" | "tools" | "tool_choice" | "functions" | "function_call" | "response_format" => {
+                v.is_null() || v.as_object().is_some_and(|o| o.is_empty()) || v == &json!("auto") || v == &json!("none")
+            }
+            _ => false,
+        };
+        if !default_ok {
+            return Err(ApiError::bad(format!("parameter {k:?} is not supported by this runtime"), None));
+        }
+    }
+    Ok(())
+}
+
+fn gen_params(s: &Sampling, context: usize, prompt_len: usize) -> ApiResult<GenParams> {
+    let requested = s.max_completion_tokens.or(s.max_tokens);
+    let room = context.saturating_sub(prompt_len);
+    let max_tokens = match requested {
+        Some(0) => return Err(ApiError::bad("max_tokens must be at least 1", Some("max_tokens"))),
+        Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+        // OpenAI's default is "until the context is full"; cap it to keep one request
+        // from holding the model for minutes.
+        None => room.min(1024),
+    };
+    if prompt_len.saturating_add(max_tokens) > context {
+        return Err(ApiError::bad(
+            format!(
+                "this model's context length is {context} tokens; the prompt has {prompt_len} and max_tokens is {max_tokens}"
+            ),
+            Some("max_tokens"),
+        ));
+    }
+    let temperature = s.temperature.unwrap_or(1.0);
+    if !(0.0..=2.0).contains(&temperature) {
+        return Err(ApiError::bad("temperature must be between 0 and 2", Some("temperature")));
+    }
+    let top_p = s.top_p.unwrap_or(1.0);
+    if !(top_p > 0.0 && top_p <= 1.0) {
+        return Err(ApiError::bad("top_p must be in (0, 1]", Some("top_p")));
+    }
+    let stop = match &s.stop {
+        None => Vec::new(),
+        Some(Stop::One(x)) => vec![x.clone()],
+        Some(Stop::Many(v)) => v.clone(),
+    };
+    if stop.len() > MAX_STOP || stop.iter().any(|x| x.is_empty() || x.len() > 256) {
+        return Err(ApiError::bad("stop: at most 4 non-empty strings of at most 256 bytes", Some("stop")));
+    }
+    let seed = match s.seed {
+        Some(seed) => seed,
+        None => {
+            let mut b = [0u8; 8];
+            let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b);
+            u64::from_le_bytes(b)
+        }
+    };
+    Ok(GenParams { max_tokens, temperature, top_p, seed, stop })
+}
+
+/// The engine serving `model`; a withdrawn model is a 503 that says why.
+fn find(api: &Api, model: &str) -> ApiResult<Option<Engine>> {
+    let found = api
+        .serving
+        .models
+        .read()
+        .map_err(|_| ApiError::engine(EngineError::Stopped))?
+        .iter()
+        .find(|(l, _)| l.section.name == model)
+        .map(|(_, e)| e.clone());
+    if found.is_some() {
+        return Ok(found);
+    }
+    let withdrawn = api.serving.withdrawn.read().ok().and_then(|w| w.iter().find(|(n, _)| n == model).cloned());
+    if let Some((_, why)) = withdrawn {
+        return Err(ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            kind: "server_error",
+            message: format!("the model {model:?} was withdrawn: the key broker no longer releases its key ({why})"),
+            param: Some("model"),
+        });
+    }
+    Ok(None)
+}
+
+fn chat_engine(api: &Api, model: &str) -> ApiResult<ChatEngine> {
+    match find(api, model)? {
+        Some(Engine::Chat(e)) => Ok(e),
+        _ => Err(ApiError::not_found(format!("the model {model:?} does not exist or is not a chat model"))),
+    }
+}
+
+fn embed_engine(api: &Api, model: &str) -> ApiResult<EmbedEngine> {
+    match find(api, model)? {
+        Some(Engine::Embed(e)) => Ok(e),
+        _ => Err(ApiError::not_found(format!("the model {model:?} does not exist or is not an embedding model"))),
+    }
+}
+
+fn messages(input: Vec<InMessage>) -> ApiResult<Vec<Message>> {
+    if input.is_empty() {
+        return Err(ApiError::bad("messages must not be empty", Some("messages")));
+    }
+    input
+        .into_iter()
+        .map(|m| {
+            let role = match m.role.as_str() {
+                "system" | "developer" => "system",
+                "user" => "user",
+                "assistant" => "assistant",
+                other => {
+                    return Err(ApiError::bad(format!("message role {other:?} is not supported"), Some("messages")));
+                }
+            };
+            let content = match m.content {
+                None => String::new(),
+                Some(Content::Text(t)) => t,
+                Some(Content::Parts(parts)) => {
+                    let mut t = String::new();
+                    for p in parts {
+                        match (p.kind.as_str(), p.text) {
+                            ("text", Some(x)) => t.push_str(&x),
+                            (k, _) => {
+                                return Err(ApiError::bad(
+                                    format!("content part type {k:?} is not supported (text only)"),
+                                    Some("messages"),
+                                ));
+                            }
+                        }
+                    }
+                    t
+                }
+            };
+            Ok(Message { role: role.into(), content })
+        })
+        .collect()
+}
+
+fn finish(f: FinishReason) -> &'static str {
+    match f {
+        FinishReason::Length => "length",
+        FinishReason::Stop | FinishReason::Cancelled => "stop",
+    }
+}
+
+fn usage(prompt: usize, completion: usize) -> Value {
+    json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt.saturating_add(completion)})
+}
+
+async fn chat_completions(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+    authorize(&api, &headers)?;
+    let req: ChatRequest = parse(&body)?;
+    refuse_unsupported(&req.rest)?;
+    let engine = chat_engine(&api, &req.model)?;
+    let msgs = messages(req.messages)?;
+    let prompt = engine.model().encode_chat(&msgs).map_err(|e| ApiError::bad(e.to_string(), Some("messages")))?;
+    let params = gen_params(&req.sampling, engine.model().context_length(), prompt.len())?;
+    let id = random_id("chatcmpl");
+    let created = now();
+    let model = req.model;
+    if req.sampling.stream.unwrap_or(false) {
+        return Ok(stream(engine, prompt, params, id, created, model, true));
+    }
+    let g = engine.generate(prompt, params, None).await.map_err(ApiError::engine)?;
+    Ok(axum::Json(json!({
+        "id": id, "object": "chat.completion", "created": created, "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": g.text},
+                     "logprobs": Value::Null, "finish_reason": finish(g.finish_reason)}],
+        "usage": usage(g.prompt_tokens, g.completion_tokens),
+    }))
+    .into_response())
+}
+
+async fn completions(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+    authorize(&api, &headers)?;
+    let req: CompletionRequest = parse(&body)?;
+    refuse_unsupported(&req.rest)?;
+    let engine = chat_engine(&api, &req.model)?;
+    let text = match &req.prompt {
+        Value::String(s) => s.clone(),
+        Value::Array(a) if a.len() == 1 && a.first().is_some_and(Value::is_string) => {
+            a.first().and_then(Value::as_str).unwrap_or_default().to_owned()
+        }
+        _ => return Err(ApiError::bad("prompt must be a string (or a list of one string)", Some("prompt"))),
+    };
+    if text.is_empty() {
+        return Err(ApiError::bad("prompt must not be empty", Some("prompt")));
+    }
+    let prompt = engine.model().encode(&text).map_err(|e| ApiError::bad(e.to_string(), Some("prompt")))?;
+    let params = gen_params(&req.sampling, engine.model().context_length(), prompt.len())?;
+    let id = random_id("cmpl");
+    let created = now();
+    let model = req.model;
+    if req.sampling.stream.unwrap_or(false) {
+        return Ok(stream(engine, prompt, params, id, created, model, false));
+    }
+    let g = engine.generate(prompt, params, None).await.map_err(ApiError::engine)?;
+    Ok(axum::Json(json!({
+        "id": id, "object": "text_completion", "created": created, "model": model,
+        "choices": [{"index": 0, "text": g.text, "logprobs": Value::Null, "finish_reason": finish(g.finish_reason)}],
+        "usage": usage(g.prompt_tokens, g.completion_tokens),
+    }))
+    .into_response())
+}
+
+/// Server-sent events: a role chunk (chat), content chunks as text becomes final, a
+/// last chunk with the finish reason and usage, then `data: [DONE]`. A client that
+/// goes away cancels the generation.
+fn stream(
+    engine: ChatEngine,
+    prompt: Vec<u32>,
+    params: GenParams,
+    id: String,
+    created: u64,
+    model: String,
+    chat: bool,
+) -> Response {
+    let (text_tx, mut text_rx) = mpsc::channel::<String>(64);
+    let (event_tx, event_rx) = mpsc::channel::<Result<Event, Infallible>>(64);
+    let chunk = move |delta: Value, finish: Option<&str>, usage: Option<Value>| {
+        let choice = if chat {
+            json!({"index": 0, "delta": delta, "logprobs": Value::Null, "finish_reason": finish})
+        } else {
+            json!({"index": 0, "text": delta.get("content").cloned().unwrap_or(json!("")), "logprobs": Value::Null, "finish_reason": finish})
+        };
+        let mut c = json!({"id": id, "object": if chat {"chat.completion.chunk"} else {"text_completion"},
+                           "created": created, "model": model, "choices": [choice]});
+        if let (Some(u), Some(o)) = (usage, c.as_object_mut()) {
+            o.insert("usage".into(), u);
+        }
+        Event::default().data(c.to_string())
+    };
+    tokio::spawn(async move {
+        if chat && event_tx.send(Ok(chunk(json!({"role": "assistant", "content": ""}), None, None))).await.is_err() {
+            return;
+        }
+        let job = tokio::spawn({
+            let engine = engine.clone();
+            async move { engine.generate(prompt, params, Some(text_tx)).await }
+        });
+        while let Some(t) = text_rx.recv().await {
+            if event_tx.send(Ok(chunk(json!({"content": t}), None, None))).await.is_err() {
+                // The client left: dropping the receiver cancels the generation.
+                drop(text_rx);
+                let _ = job.await;
+                return;
+            }
+        }
+        let last = match job.await {
+            Ok(Ok(g)) => {
+                chunk(json!({}), Some(finish(g.finish_reason)), Some(usage(g.prompt_tokens, g.completion_tokens)))
+            }
+            Ok(Err(e)) => Event::default().data(ApiError::engine(e).body().to_string()),
+            Err(_) => Event::default().data(
+                ApiError {
+                    status: StatusCode::INTERNAL_SERVER_ERROR,
+                    kind: "server_error",
+                    message: "inference failed".into(),
+                    param: None,
+                }
+                .body()
+                .to_string(),
+            ),
+        };
+        let _ = event_tx.send(Ok(last)).await;
+        let _ = event_tx.send(Ok(Event::default().data("[DONE]"))).await;
+    });
+    Sse::new(tokio_stream::wrappers::ReceiverStream::new(event_rx)).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct EmbeddingRequest {
+    model: String,
+    input: Value,
+    #[serde(default)]
+    encoding_format: Option<String>,
+    #[serde(default)]
+    dimensions: Option<u64>,
+    #[serde(default)]
+    user: Option<String>,
+}
+
+async fn embeddings(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+    authorize(&api, &headers)?;
+    let req: EmbeddingRequest = parse(&body)?;
+    let _ = req.user;
+    let engine = embed_engine(&api, &req.model)?;
+    let inputs: Vec<String> = match req.input {
+        Value::String(s) => vec![s],
+        Value::Array(a) if !a.is_empty() && a.iter().all(Value::is_string) => {
+            a.into_iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()
+        }
+        _ => {
+            return Err(ApiError::bad(
+                "input must be a string or a non-empty list of strings (token arrays are not supported)",
+                Some("input"),
+            ));
+        }
+    };
+    if inputs.iter().any(String::is_empty) {
+        return Err(ApiError::bad("input strings must not be empty", Some("input")));
+    }
+    if req.dimensions.is_some_and(|d| d != engine.model().dim() as u64) {
+        return Err(ApiError::bad(format!("this model has {} dimensions", engine.model().dim()), Some("dimensions")));
+    }
+    let base64 = match req.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(other) => {
+            return Err(ApiError::bad(format!("encoding_format {other:?}: float or base64"), Some("encoding_format")));
+        }
+    };
+    let out = engine.embed(inputs).await.map_err(ApiError::engine)?;
+    let data: Vec<Value> = out
+        .vectors
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let embedding = if base64 {
+                // OpenAI's base64 form: the little-endian f32 bytes.
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(v)
+            };
+            json!({"object": "embedding", "index": i, "embedding": embedding})
+        })
+        .collect();
+    Ok(axum::Json(json!({
+        "object": "list", "data": data, "model": req.model,
+        "usage": {"prompt_tokens": out.tokens, "total_tokens": out.tokens},
+    }))
+    .into_response())
+}

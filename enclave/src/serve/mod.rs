@@ -1,0 +1,485 @@
+//! `veil serve`: the confidential serving runtime.
+//!
+//! Boot: for each configured model, open its sealed bundle and verify the owner's
+//! signature (no key needed), attest to the key broker for the key registered under the
+//! bundle's manifest digest, unseal in memory, load the plaintext into candle, wipe it.
+//! Then serve the OpenAI-compatible API over TLS with a key pair generated here, and
+//! re-attest on an interval: when the broker refuses (model revoked, TCB raised), the
+//! model is dropped from memory and its requests get a 503 that says why.
+//!
+//! Not yet here (issue 5 continues): the evidence-carrying RA-TLS certificate, signed
+//! receipts, the request audit log and measured-boot register extends.
+
+pub mod api;
+pub mod engine;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tracing::{error, info, warn};
+use veil_models::chat::ChatModel;
+use veil_models::embed::Embedder;
+use zeroize::Zeroizing;
+
+use crate::kbs::{EvidenceProvider, KbsClient, KbsClientError};
+use engine::{ChatEngine, EmbedEngine};
+
+/// The runtime's configuration (`serve.toml`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeConfig {
+    /// Where to listen (default 127.0.0.1:0, a free loopback port).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// A directory for the runtime's public files (its TLS certificate). Never holds
+    /// model data.
+    pub state_dir: PathBuf,
+    /// The key broker.
+    pub kbs: KbsSection,
+    /// The TEE to attest with.
+    pub tee: TeeSection,
+    /// API authentication.
+    #[serde(default)]
+    pub api: ApiSection,
+    /// Seconds between re-attestations (default 60).
+    #[serde(default = "default_reattest")]
+    pub reattest_secs: u64,
+    /// The models (one chat model and/or one embedding model).
+    #[serde(rename = "model")]
+    pub models: Vec<ModelSection>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+fn default_reattest() -> u64 {
+    60
+}
+
+/// `[kbs]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KbsSection {
+    /// `https://host:port`.
+    pub url: String,
+    /// A CA certificate (PEM) to trust for the broker, beside the system roots.
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
+}
+
+/// `[tee]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeeSection {
+    /// `auto`, `snp`, `tdx` (configfs-tsm), or `sim` (the simulator).
+    pub kind: String,
+    /// configfs-tsm report directory (default `/sys/kernel/config/tsm/report`).
+    #[serde(default)]
+    pub tsm_dir: Option<PathBuf>,
+    /// For `sim`: which CPU TEE to simulate, `snp` (default) or `tdx`.
+    #[serde(default)]
+    pub sim_provider: Option<String>,
+    /// A TPM TCTI (`device:/dev/tpmrm0`, `swtpm:host=...,port=...`) whose quote goes
+    /// beside the CPU evidence.
+    #[serde(default)]
+    pub tpm: Option<String>,
+    /// Must be `true` for `kind = "sim"`: simulated evidence proves nothing.
+    #[serde(default)]
+    pub danger_simulated: bool,
+}
+
+/// `[api]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// Accepted API keys as `sha256:<hex>` of the key.
+    #[serde(default)]
+    pub key_hashes: Vec<String>,
+    /// Serve without API keys. Must be said explicitly.
+    #[serde(default)]
+    pub allow_unauthenticated: bool,
+}
+
+/// What a model is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    /// A GGUF chat model.
+    Chat,
+    /// A BERT sentence-embedding model.
+    Embedding,
+}
+
+/// `[[model]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    /// The public model name (`"model"` in requests).
+    pub name: String,
+    /// Chat or embedding.
+    pub kind: ModelKind,
+    /// The sealed bundle.
+    pub bundle: PathBuf,
+    /// The model owner's public key (PEM): the bundle's OMS signature must verify with it.
+    pub signer: PathBuf,
+}
+
+/// Why the runtime cannot start or serve.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The configuration is unusable.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// A bundle failed to open, verify or unseal.
+    #[error("model {name}: {reason}")]
+    Bundle {
+        /// The model.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// The broker refused the key or could not be reached in time.
+    #[error("model {name}: key release: {reason}")]
+    KeyRelease {
+        /// The model.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// I/O.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl ServeConfig {
+    /// Parses and checks a configuration.
+    pub fn from_toml(text: &str) -> Result<Self, ServeError> {
+        let cfg: Self = toml::from_str(text).map_err(|e| ServeError::Config(e.to_string()))?;
+        cfg.check()?;
+        Ok(cfg)
+    }
+
+    fn check(&self) -> Result<(), ServeError> {
+        let bad = |m: String| Err(ServeError::Config(m));
+        if self.models.is_empty() {
+            return bad("no [[model]] configured".into());
+        }
+        for kind in [ModelKind::Chat, ModelKind::Embedding] {
+            if self.models.iter().filter(|m| m.kind == kind).count() > 1 {
+                return bad(format!("at most one {kind:?} model"));
+            }
+        }
+        let mut names: Vec<&str> = self.models.iter().map(|m| m.name.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        if names.len() != self.models.len() || names.iter().any(|n| n.is_empty() || n.len() > 128) {
+            return bad("model names must be distinct, non-empty and at most 128 bytes".into());
+        }
+        if self.api.key_hashes.is_empty() && !self.api.allow_unauthenticated {
+            return bad("[api] key_hashes is empty; add keys or set allow_unauthenticated = true".into());
+        }
+        for h in &self.api.key_hashes {
+            parse_key_hash(h)?;
+        }
+        match self.tee.kind.as_str() {
+            "sim" if !self.tee.danger_simulated => {
+                return bad("tee kind \"sim\" needs danger_simulated = true: simulated evidence proves nothing".into());
+            }
+            "auto" | "snp" | "tdx" | "sim" => {}
+            other => return bad(format!("tee kind {other:?}: auto, snp, tdx or sim")),
+        }
+        if !(1..=86_400).contains(&self.reattest_secs) {
+            return bad("reattest_secs must be between 1 and 86400".into());
+        }
+        Ok(())
+    }
+
+    /// The accepted API key digests.
+    pub fn key_hashes(&self) -> Result<Vec<[u8; 32]>, ServeError> {
+        self.api.key_hashes.iter().map(|h| parse_key_hash(h)).collect()
+    }
+}
+
+fn parse_key_hash(h: &str) -> Result<[u8; 32], ServeError> {
+    let hex_part = h
+        .strip_prefix("sha256:")
+        .ok_or_else(|| ServeError::Config(format!("API key hash {h:?} must be sha256:<64 hex digits>")))?;
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex_part, &mut out)
+        .map_err(|_| ServeError::Config(format!("API key hash {h:?} must be sha256:<64 hex digits>")))?;
+    Ok(out)
+}
+
+/// Process hygiene for a process that will hold model keys and plaintext weights: no
+/// core dumps (RLIMIT_CORE 0) and not dumpable (PR_SET_DUMPABLE 0, which also keeps
+/// same-user processes from ptrace-attaching).
+pub fn harden_process() -> std::io::Result<()> {
+    use rustix::process::{DumpableBehavior, Resource, Rlimit, set_dumpable_behavior, setrlimit};
+    setrlimit(Resource::Core, Rlimit { current: Some(0), maximum: Some(0) }).map_err(std::io::Error::from)?;
+    set_dumpable_behavior(DumpableBehavior::NotDumpable).map_err(std::io::Error::from)?;
+    Ok(())
+}
+
+/// A model as loaded: its engine and what was verified about it.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The configuration entry.
+    pub section: ModelSection,
+    /// `sha256:<hex>` of the signed manifest.
+    pub manifest_digest: String,
+    /// The signer, as the bundle names it.
+    pub signer: String,
+}
+
+/// Fetches the data key for `digest`, retrying transport failures with backoff for up
+/// to `patience`; a refusal by the broker is final.
+async fn fetch_key(
+    kbs: &KbsClient,
+    evidence: &EvidenceProvider,
+    name: &str,
+    digest: &str,
+    patience: Duration,
+) -> Result<veil_seal::DataKey, ServeError> {
+    let path = veil_kbs::model_key_path(digest);
+    let started = tokio::time::Instant::now();
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match kbs.fetch(evidence, &path).await {
+            Ok(bytes) => {
+                let arr: Zeroizing<[u8; 32]> = Zeroizing::new(bytes.as_slice().try_into().map_err(|_| {
+                    ServeError::KeyRelease { name: name.into(), reason: "the released key is not 32 bytes".into() }
+                })?);
+                return Ok(veil_seal::DataKey::from_bytes(*arr));
+            }
+            Err(e @ KbsClientError::Refused { .. }) => {
+                return Err(ServeError::KeyRelease { name: name.into(), reason: e.to_string() });
+            }
+            Err(e) if started.elapsed().saturating_add(delay) < patience => {
+                warn!(model = name, error = %e, retry_in_ms = delay.as_millis() as u64, "key broker unreachable; retrying");
+                tokio::time::sleep(delay).await;
+                delay = delay.saturating_mul(2).min(Duration::from_secs(10));
+            }
+            Err(e) => return Err(ServeError::KeyRelease { name: name.into(), reason: e.to_string() }),
+        }
+    }
+}
+
+fn bundle_err(name: &str) -> impl Fn(veil_seal::Error) -> ServeError + '_ {
+    move |e| ServeError::Bundle { name: name.into(), reason: e.to_string() }
+}
+
+/// Opens, attests for, unseals and loads one model. The plaintext exists only in
+/// memory and is wiped when loading is done.
+pub async fn load_model(
+    section: &ModelSection,
+    kbs: &KbsClient,
+    evidence: &EvidenceProvider,
+    patience: Duration,
+) -> Result<(Loaded, Engine), ServeError> {
+    let name = section.name.clone();
+    let signer_pem =
+        std::fs::read(&section.signer).map_err(|e| ServeError::Config(format!("{}: {e}", section.signer.display())))?;
+    let bundle = section.bundle.clone();
+    let opened = tokio::task::spawn_blocking(move || veil_seal::unseal::open(&bundle, &signer_pem))
+        .await
+        .map_err(|e| ServeError::Config(e.to_string()))?
+        .map_err(bundle_err(&name))?;
+    let digest = opened.manifest_digest();
+    info!(model = %name, manifest = %digest, signer = %opened.signer(), "bundle signature verified");
+    let key = fetch_key(kbs, evidence, &name, &digest, patience).await?;
+    info!(model = %name, "model key released by the broker");
+    let kind = section.kind;
+    let n = name.clone();
+    let engine = tokio::task::spawn_blocking(move || -> Result<Engine, ServeError> {
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let unsealed = opened.unseal(&key, threads, &veil_seal::work::NoProgress).map_err(bundle_err(&n))?;
+        drop(key);
+        let device = veil_models::select_device(true);
+        let fail = |e: veil_models::ModelError| ServeError::Bundle { name: n.clone(), reason: e.to_string() };
+        let engine = match kind {
+            ModelKind::Chat => {
+                let mut ggufs = unsealed.files.iter().filter(|f| f.path.ends_with(".gguf"));
+                let (Some(f), None) = (ggufs.next(), ggufs.next()) else {
+                    return Err(ServeError::Bundle {
+                        name: n,
+                        reason: "a chat bundle must hold exactly one .gguf file".into(),
+                    });
+                };
+                Engine::Chat(ChatEngine::start(ChatModel::from_gguf(&f.data, &device).map_err(fail)?)?)
+            }
+            ModelKind::Embedding => {
+                let need = |p: &str| {
+                    unsealed.file(p).ok_or_else(|| ServeError::Bundle {
+                        name: n.clone(),
+                        reason: format!("an embedding bundle must hold {p}"),
+                    })
+                };
+                let m = Embedder::from_safetensors(
+                    need("model.safetensors")?,
+                    need("config.json")?,
+                    need("tokenizer.json")?,
+                    &device,
+                )
+                .map_err(fail)?;
+                Engine::Embed(EmbedEngine::start(m)?)
+            }
+        };
+        // `unsealed` drops here: every plaintext buffer is wiped.
+        Ok(engine)
+    })
+    .await
+    .map_err(|e| ServeError::Config(e.to_string()))??;
+    info!(model = %name, "model loaded; plaintext wiped");
+    Ok((Loaded { section: section.clone(), manifest_digest: digest, signer: String::new() }, engine))
+}
+
+/// A model's inference engine.
+#[derive(Debug, Clone)]
+pub enum Engine {
+    /// Chat.
+    Chat(ChatEngine),
+    /// Embeddings.
+    Embed(EmbedEngine),
+}
+
+/// The models being served, swapped out when the broker stops vouching for one.
+#[derive(Debug, Default)]
+pub struct Serving {
+    /// Loaded models and their engines.
+    pub models: RwLock<Vec<(Loaded, Engine)>>,
+    /// Models dropped after a refusal, with the broker's reason.
+    pub withdrawn: RwLock<Vec<(String, String)>>,
+}
+
+/// Re-attests every `interval`: each model's key must still be released. A refusal
+/// drops that model (its engine and weights) and records why; transport failures are
+/// retried at the next interval (the broker being down is not a revocation).
+pub async fn reattest_loop(serving: Arc<Serving>, kbs: KbsClient, evidence: Arc<EvidenceProvider>, interval: Duration) {
+    loop {
+        tokio::time::sleep(interval).await;
+        let current: Vec<Loaded> =
+            serving.models.read().map(|m| m.iter().map(|(l, _)| l.clone()).collect()).unwrap_or_default();
+        for l in current {
+            let path = veil_kbs::model_key_path(&l.manifest_digest);
+            match kbs.fetch(&evidence, &path).await {
+                Ok(_key) => {}
+                Err(e @ KbsClientError::Refused { .. }) => {
+                    error!(model = %l.section.name, reason = %e, "the broker no longer releases this model's key; withdrawing it");
+                    if let Ok(mut m) = serving.models.write() {
+                        m.retain(|(x, _)| x.section.name != l.section.name);
+                    }
+                    if let Ok(mut w) = serving.withdrawn.write() {
+                        w.push((l.section.name.clone(), e.to_string()));
+                    }
+                }
+                Err(e) => warn!(model = %l.section.name, error = %e, "re-attestation: broker unreachable; will retry"),
+            }
+        }
+    }
+}
+
+/// Generates the runtime's TLS key pair and a self-signed certificate for `host`;
+/// writes the certificate (public) to `state_dir/tls.crt` and returns the rustls
+/// configuration and the certificate's SHA-256 fingerprint.
+pub fn tls_config(state_dir: &Path) -> Result<(Arc<rustls::ServerConfig>, String), ServeError> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .map_err(|e| ServeError::Config(format!("TLS key: {e}")))?;
+    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+        .map_err(|e| ServeError::Config(format!("TLS certificate: {e}")))?;
+    params.distinguished_name.push(rcgen::DnType::CommonName, "veil runtime");
+    let cert = params.self_signed(&key).map_err(|e| ServeError::Config(format!("TLS certificate: {e}")))?;
+    std::fs::create_dir_all(state_dir)?;
+    std::fs::write(state_dir.join("tls.crt"), cert.pem())?;
+    let fp = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(cert.der()));
+    let der_key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| ServeError::Config(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], der_key)
+        .map_err(|e| ServeError::Config(e.to_string()))?;
+    Ok((Arc::new(cfg), fp))
+}
+
+/// How long boot waits for an unreachable broker before giving up.
+pub const BOOT_PATIENCE: Duration = Duration::from_secs(120);
+
+/// Boots and serves until `shutdown` resolves: loads every model (or fails with the
+/// reason), then listens; `on_listening` gets the address and the certificate
+/// fingerprint once the socket is bound.
+pub async fn run(
+    cfg: ServeConfig,
+    evidence: Arc<EvidenceProvider>,
+    on_listening: impl FnOnce(SocketAddr, &str, &Path),
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), ServeError> {
+    let ca = match &cfg.kbs.ca_cert {
+        Some(p) => Some(std::fs::read(p).map_err(|e| ServeError::Config(format!("{}: {e}", p.display())))?),
+        None => None,
+    };
+    let kbs = KbsClient::new(&cfg.kbs.url, ca.as_deref()).map_err(|e| ServeError::Config(e.to_string()))?;
+    let serving = Arc::new(Serving::default());
+    for m in &cfg.models {
+        let loaded = load_model(m, &kbs, &evidence, BOOT_PATIENCE).await?;
+        serving.models.write().map_err(|_| ServeError::Config("lock poisoned".into()))?.push(loaded);
+    }
+    let api = Arc::new(api::Api { serving: serving.clone(), api_key_hashes: cfg.key_hashes()? });
+    let router = api::router(api).layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY));
+    let reattest = tokio::spawn(reattest_loop(
+        serving.clone(),
+        kbs.clone(),
+        evidence.clone(),
+        Duration::from_secs(cfg.reattest_secs),
+    ));
+    let (tls, fp) = tls_config(&cfg.state_dir)?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
+    let addr = listener.local_addr()?;
+    info!(%addr, models = cfg.models.len(), "runtime listening");
+    on_listening(addr, &fp, &cfg.state_dir.join("tls.crt"));
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, peer) = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+        };
+        let acceptor = acceptor.clone();
+        let router = router.clone();
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let svc = hyper_util::service::TowerToHyperService::new(router);
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), svc);
+            if let Err(e) = conn.await {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    info!("shutting down");
+    reattest.abort();
+    if let Ok(mut m) = serving.models.write() {
+        m.clear();
+    }
+    Ok(())
+}
