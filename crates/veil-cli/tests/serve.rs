@@ -222,6 +222,43 @@ fn sealed_models_are_served_over_tls_and_withdrawn_on_revocation() {
         let ids: Vec<&str> = m["data"].as_array().unwrap().iter().map(|x| x["id"].as_str().unwrap()).collect();
         assert_eq!(ids, ["smollm2", "minilm"], "{m}");
 
+        // Fresh evidence binds the caller's nonce and the TLS key in the certificate, by
+        // the broker protocol's report-data rule, and verifies (simulated roots trusted).
+        let nonce = hex::encode([9u8; 32]);
+        let a: Value =
+            c.get(format!("{}/v1/attestation?nonce={nonce}", r.url)).send().await.unwrap().json().await.unwrap();
+        let rd: veil_kbs::RuntimeData = serde_json::from_value(a["runtime-data"].clone()).unwrap();
+        assert_eq!(rd.nonce, nonce);
+        let expected = veil_kbs::report_data(&rd, "").unwrap();
+        assert_eq!(a["report_data"], hex::encode(expected));
+        let veil_kbs::TeePubKey::EC { x, y, .. } = &rd.tee_pubkey else { panic!("{a}") };
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut point = vec![4u8];
+        point.extend(b64.decode(x).unwrap());
+        point.extend(b64.decode(y).unwrap());
+        let pem = std::fs::read_to_string(&r.cert).unwrap();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(pem.lines().filter(|l| !l.starts_with("-----")).collect::<String>())
+            .unwrap();
+        assert!(der.windows(65).any(|w| w == point.as_slice()), "the attested key is not the certificate's key");
+        let primary = &a["tee-evidence"]["primary_evidence"];
+        let report = veil_attestation::snp::json::report_from_trustee_value(primary).unwrap();
+        let chain = veil_attestation::snp::json::cert_chain_from_trustee_value(primary).unwrap();
+        let vcek = chain.iter().find(|e| e.cert_type == "VCEK").map(|e| e.data.as_slice());
+        let ev = veil_attestation::snp::SnpEvidence { report: &report, vcek, vlek: None, chain: None };
+        let opts = |rd: [u8; 64]| {
+            veil_attestation::Options::at(time::OffsetDateTime::now_utc())
+                .with_report_data(rd.to_vec())
+                .danger_trust_simulator(true)
+        };
+        use veil_attestation::Verifier as _;
+        let v = veil_attestation::snp::SnpVerifier::default().verify(&ev, &opts(expected)).unwrap();
+        assert!(v.simulated());
+        assert!(veil_attestation::snp::SnpVerifier::default().verify(&ev, &opts([0u8; 64])).is_err());
+        assert_eq!(a["models"].as_array().unwrap().len(), 2);
+        let bad = c.get(format!("{}/v1/attestation?nonce=zz", r.url)).send().await.unwrap();
+        assert_eq!(bad.status().as_u16(), 400);
+
         // A chat completion with a sensible answer.
         let (s, body) = post(&c, &chat_url, &question, Some(API_KEY)).await;
         assert_eq!(s, 200, "{body}");
@@ -229,6 +266,15 @@ fn sealed_models_are_served_over_tls_and_withdrawn_on_revocation() {
         let answer = v["choices"][0]["message"]["content"].as_str().unwrap();
         assert!(answer.contains("Paris"), "{v}");
         assert_eq!(v["object"], "chat.completion");
+        // Its receipt verifies with the attested key and names this request and answer.
+        use veil_enclave::serve::receipt;
+        let r1 = receipt::verify(v["veil_receipt"].as_str().unwrap(), &rd.tee_pubkey).unwrap();
+        assert_eq!(r1.req, receipt::sha256_hex(&serde_json::to_vec(&question).unwrap()));
+        assert_eq!(r1.resp, receipt::json_answer_hash(&v).unwrap());
+        assert_eq!(
+            (r1.model.as_str(), r1.manifest.as_str(), r1.id.as_str()),
+            ("smollm2", chat_digest.as_str(), v["id"].as_str().unwrap())
+        );
         assert!(v["usage"]["prompt_tokens"].as_u64().unwrap() > 10);
 
         // The same, streamed: SSE chunks, the same text, a finish reason, then [DONE].
@@ -242,7 +288,12 @@ fn sealed_models_are_served_over_tls_and_withdrawn_on_revocation() {
         let text: String =
             chunks.iter().filter_map(|c| c["choices"][0]["delta"]["content"].as_str()).collect::<Vec<_>>().concat();
         assert_eq!(text, answer);
-        assert_eq!(chunks.last().unwrap()["choices"][0]["finish_reason"], "stop", "{body}");
+        let receipt_chunk = chunks.last().unwrap();
+        assert_eq!(receipt_chunk["choices"], json!([]), "{body}");
+        let r2 = receipt::verify(receipt_chunk["veil_receipt"].as_str().unwrap(), &rd.tee_pubkey).unwrap();
+        assert_eq!(r2.resp, receipt::sha256_hex(text.as_bytes()));
+        assert!(r2.seq > r1.seq);
+        assert_eq!(chunks[chunks.len() - 2]["choices"][0]["finish_reason"], "stop", "{body}");
 
         // Text completion.
         let (s, body) = post(
@@ -274,6 +325,8 @@ fn sealed_models_are_served_over_tls_and_withdrawn_on_revocation() {
             .map(|d| d["embedding"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect())
             .collect();
         assert!(cosine(&vecs[0], &vecs[1]) > cosine(&vecs[0], &vecs[2]) + 0.4);
+        let r3 = receipt::verify(v["veil_receipt"].as_str().unwrap(), &rd.tee_pubkey).unwrap();
+        assert_eq!((r3.model.as_str(), r3.resp.clone()), ("minilm", receipt::json_answer_hash(&v).unwrap()));
         let (_, body) = post(
             &c,
             &format!("{}/v1/embeddings", r.url),

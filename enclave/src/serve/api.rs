@@ -40,6 +40,12 @@ pub struct Api {
     /// SHA-256 digests of the accepted API keys; empty means no authentication
     /// (only when the configuration says so explicitly).
     pub api_key_hashes: Vec<[u8; 32]>,
+    /// Evidence for `/v1/attestation`.
+    pub evidence: Arc<crate::kbs::EvidenceProvider>,
+    /// The runtime's TLS key, as the `tee-pubkey` fresh evidence binds.
+    pub tee_pubkey: veil_kbs::TeePubKey,
+    /// Signs a receipt for every answer.
+    pub receipts: Arc<super::receipt::Signer>,
 }
 
 /// An API error in OpenAI's shape.
@@ -112,6 +118,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/completions", post(completions))
         .route("/v1/embeddings", post(embeddings))
+        .route("/v1/attestation", get(attestation))
         .fallback(|| async { ApiError::not_found("no such endpoint".into()) })
         .with_state(api)
 }
@@ -303,7 +310,7 @@ fn gen_params(s: &Sampling, context: usize, prompt_len: usize) -> ApiResult<GenP
 }
 
 /// The engine serving `model`; a withdrawn model is a 503 that says why.
-fn find(api: &Api, model: &str) -> ApiResult<Option<Engine>> {
+fn find(api: &Api, model: &str) -> ApiResult<Option<(String, Engine)>> {
     let found = api
         .serving
         .models
@@ -311,7 +318,7 @@ fn find(api: &Api, model: &str) -> ApiResult<Option<Engine>> {
         .map_err(|_| ApiError::engine(EngineError::Stopped))?
         .iter()
         .find(|(l, _)| l.section.name == model)
-        .map(|(_, e)| e.clone());
+        .map(|(l, e)| (l.manifest_digest.clone(), e.clone()));
     if found.is_some() {
         return Ok(found);
     }
@@ -327,16 +334,16 @@ fn find(api: &Api, model: &str) -> ApiResult<Option<Engine>> {
     Ok(None)
 }
 
-fn chat_engine(api: &Api, model: &str) -> ApiResult<ChatEngine> {
+fn chat_engine(api: &Api, model: &str) -> ApiResult<(String, ChatEngine)> {
     match find(api, model)? {
-        Some(Engine::Chat(e)) => Ok(e),
+        Some((m, Engine::Chat(e))) => Ok((m, e)),
         _ => Err(ApiError::not_found(format!("the model {model:?} does not exist or is not a chat model"))),
     }
 }
 
-fn embed_engine(api: &Api, model: &str) -> ApiResult<EmbedEngine> {
+fn embed_engine(api: &Api, model: &str) -> ApiResult<(String, EmbedEngine)> {
     match find(api, model)? {
-        Some(Engine::Embed(e)) => Ok(e),
+        Some((m, Engine::Embed(e))) => Ok((m, e)),
         _ => Err(ApiError::not_found(format!("the model {model:?} does not exist or is not an embedding model"))),
     }
 }
@@ -387,6 +394,46 @@ fn finish(f: FinishReason) -> &'static str {
     }
 }
 
+/// Signs a receipt for a JSON answer and attaches it: the `veil_receipt` field and the
+/// `Veil-Receipt` header.
+fn with_receipt(
+    api: &Api,
+    request: &[u8],
+    mut answer: Value,
+    model: &str,
+    manifest: &str,
+    id: &str,
+) -> ApiResult<Response> {
+    use super::receipt::{ReceiptClaims, json_answer_hash, sha256_hex};
+    let internal = |e: super::receipt::ReceiptError| {
+        tracing::error!(error = %e, "receipt");
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            kind: "server_error",
+            message: "receipt failed".into(),
+            param: None,
+        }
+    };
+    let claims = ReceiptClaims {
+        req: sha256_hex(request),
+        resp: json_answer_hash(&answer).map_err(internal)?,
+        model: model.to_owned(),
+        manifest: manifest.to_owned(),
+        id: id.to_owned(),
+        iat: now(),
+        seq: api.receipts.next_seq(),
+    };
+    let token = api.receipts.sign(&claims).map_err(internal)?;
+    if let Some(o) = answer.as_object_mut() {
+        o.insert("veil_receipt".into(), Value::String(token.clone()));
+    }
+    let mut resp = axum::Json(answer).into_response();
+    if let Ok(h) = axum::http::HeaderValue::from_str(&token) {
+        resp.headers_mut().insert("veil-receipt", h);
+    }
+    Ok(resp)
+}
+
 fn usage(prompt: usize, completion: usize) -> Value {
     json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt.saturating_add(completion)})
 }
@@ -395,7 +442,7 @@ async fn chat_completions(State(api): State<Arc<Api>>, headers: HeaderMap, body:
     authorize(&api, &headers)?;
     let req: ChatRequest = parse(&body)?;
     refuse_unsupported(&req.rest)?;
-    let engine = chat_engine(&api, &req.model)?;
+    let (manifest, engine) = chat_engine(&api, &req.model)?;
     let msgs = messages(req.messages)?;
     let prompt = engine.model().encode_chat(&msgs).map_err(|e| ApiError::bad(e.to_string(), Some("messages")))?;
     let params = gen_params(&req.sampling, engine.model().context_length(), prompt.len())?;
@@ -403,23 +450,24 @@ async fn chat_completions(State(api): State<Arc<Api>>, headers: HeaderMap, body:
     let created = now();
     let model = req.model;
     if req.sampling.stream.unwrap_or(false) {
-        return Ok(stream(engine, prompt, params, id, created, model, true));
+        let receipt = (api.receipts.clone(), super::receipt::sha256_hex(&body), manifest);
+        return Ok(stream(engine, prompt, params, id, created, model, true, receipt));
     }
     let g = engine.generate(prompt, params, None).await.map_err(ApiError::engine)?;
-    Ok(axum::Json(json!({
+    let answer = json!({
         "id": id, "object": "chat.completion", "created": created, "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": g.text},
                      "logprobs": Value::Null, "finish_reason": finish(g.finish_reason)}],
         "usage": usage(g.prompt_tokens, g.completion_tokens),
-    }))
-    .into_response())
+    });
+    with_receipt(&api, &body, answer, &model, &manifest, &id)
 }
 
 async fn completions(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
     authorize(&api, &headers)?;
     let req: CompletionRequest = parse(&body)?;
     refuse_unsupported(&req.rest)?;
-    let engine = chat_engine(&api, &req.model)?;
+    let (manifest, engine) = chat_engine(&api, &req.model)?;
     let text = match &req.prompt {
         Value::String(s) => s.clone(),
         Value::Array(a) if a.len() == 1 && a.first().is_some_and(Value::is_string) => {
@@ -436,20 +484,23 @@ async fn completions(State(api): State<Arc<Api>>, headers: HeaderMap, body: Byte
     let created = now();
     let model = req.model;
     if req.sampling.stream.unwrap_or(false) {
-        return Ok(stream(engine, prompt, params, id, created, model, false));
+        let receipt = (api.receipts.clone(), super::receipt::sha256_hex(&body), manifest);
+        return Ok(stream(engine, prompt, params, id, created, model, false, receipt));
     }
     let g = engine.generate(prompt, params, None).await.map_err(ApiError::engine)?;
-    Ok(axum::Json(json!({
+    let answer = json!({
         "id": id, "object": "text_completion", "created": created, "model": model,
         "choices": [{"index": 0, "text": g.text, "logprobs": Value::Null, "finish_reason": finish(g.finish_reason)}],
         "usage": usage(g.prompt_tokens, g.completion_tokens),
-    }))
-    .into_response())
+    });
+    with_receipt(&api, &body, answer, &model, &manifest, &id)
 }
 
 /// Server-sent events: a role chunk (chat), content chunks as text becomes final, a
-/// last chunk with the finish reason and usage, then `data: [DONE]`. A client that
+/// chunk with the finish reason and usage, a receipt chunk `{"choices": [],
+/// "veil_receipt": ...}` over the concatenated text, then `data: [DONE]`. A client that
 /// goes away cancels the generation.
+#[allow(clippy::too_many_arguments)]
 fn stream(
     engine: ChatEngine,
     prompt: Vec<u32>,
@@ -458,9 +509,27 @@ fn stream(
     created: u64,
     model: String,
     chat: bool,
+    receipt: (Arc<super::receipt::Signer>, String, String),
 ) -> Response {
     let (text_tx, mut text_rx) = mpsc::channel::<String>(64);
     let (event_tx, event_rx) = mpsc::channel::<Result<Event, Infallible>>(64);
+    let (signer, req_hash, manifest) = receipt;
+    let (rid, rmodel) = (id.clone(), model.clone());
+    let receipt_chunk = move |text: &str| -> Option<Event> {
+        let claims = super::receipt::ReceiptClaims {
+            req: req_hash,
+            resp: super::receipt::sha256_hex(text.as_bytes()),
+            model: rmodel.clone(),
+            manifest,
+            id: rid.clone(),
+            iat: now(),
+            seq: signer.next_seq(),
+        };
+        let token = signer.sign(&claims).ok()?;
+        let c = json!({"id": rid, "object": if chat {"chat.completion.chunk"} else {"text_completion"},
+                       "created": created, "model": rmodel, "choices": [], "veil_receipt": token});
+        Some(Event::default().data(c.to_string()))
+    };
     let chunk = move |delta: Value, finish: Option<&str>, usage: Option<Value>| {
         let choice = if chat {
             json!({"index": 0, "delta": delta, "logprobs": Value::Null, "finish_reason": finish})
@@ -482,7 +551,9 @@ fn stream(
             let engine = engine.clone();
             async move { engine.generate(prompt, params, Some(text_tx)).await }
         });
+        let mut all = String::new();
         while let Some(t) = text_rx.recv().await {
+            all.push_str(&t);
             if event_tx.send(Ok(chunk(json!({"content": t}), None, None))).await.is_err() {
                 // The client left: dropping the receiver cancels the generation.
                 drop(text_rx);
@@ -507,6 +578,9 @@ fn stream(
             ),
         };
         let _ = event_tx.send(Ok(last)).await;
+        if let Some(r) = receipt_chunk(&all) {
+            let _ = event_tx.send(Ok(r)).await;
+        }
         let _ = event_tx.send(Ok(Event::default().data("[DONE]"))).await;
     });
     Sse::new(tokio_stream::wrappers::ReceiverStream::new(event_rx)).into_response()
@@ -528,7 +602,7 @@ async fn embeddings(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes
     authorize(&api, &headers)?;
     let req: EmbeddingRequest = parse(&body)?;
     let _ = req.user;
-    let engine = embed_engine(&api, &req.model)?;
+    let (manifest, engine) = embed_engine(&api, &req.model)?;
     let inputs: Vec<String> = match req.input {
         Value::String(s) => vec![s],
         Value::Array(a) if !a.is_empty() && a.iter().all(Value::is_string) => {
@@ -570,9 +644,63 @@ async fn embeddings(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes
             json!({"object": "embedding", "index": i, "embedding": embedding})
         })
         .collect();
-    Ok(axum::Json(json!({
+    let answer = json!({
         "object": "list", "data": data, "model": req.model,
         "usage": {"prompt_tokens": out.tokens, "total_tokens": out.tokens},
+    });
+    let id = random_id("embd");
+    with_receipt(&api, &body, answer, &req.model, &manifest, &id)
+}
+
+#[derive(Debug, Deserialize)]
+struct NonceQuery {
+    nonce: String,
+}
+
+/// `GET /v1/attestation?nonce=HEX`: fresh evidence whose report data binds the caller's
+/// nonce and the runtime's TLS key by the key broker protocol's rule (SHA-384 of the
+/// canonical `{"additional-evidence", "nonce", "tee-pubkey"}`, zero-padded to 64 bytes),
+/// with the models being served. No API key: a relying party checks this before it
+/// sends one.
+async fn attestation(
+    State(api): State<Arc<Api>>,
+    axum::extract::Query(q): axum::extract::Query<NonceQuery>,
+) -> ApiResult<Response> {
+    let nonce = hex::decode(&q.nonce).map_err(|_| ApiError::bad("nonce must be hex", Some("nonce")))?;
+    if !(16..=64).contains(&nonce.len()) {
+        return Err(ApiError::bad("nonce must be 16 to 64 bytes", Some("nonce")));
+    }
+    let runtime_data =
+        veil_kbs::RuntimeData { nonce: q.nonce.to_ascii_lowercase(), tee_pubkey: api.tee_pubkey.clone() };
+    let additional = String::new();
+    let report_data =
+        veil_kbs::report_data(&runtime_data, &additional).map_err(|e| ApiError::bad(e.to_string(), None))?;
+    let evidence = api.evidence.clone();
+    let produced =
+        tokio::task::spawn_blocking(move || -> Result<(veil_kbs::Tee, Value), crate::kbs::KbsClientError> {
+            Ok((evidence.tee()?, evidence.primary(&report_data)?))
+        })
+        .await;
+    let (tee, primary) = match produced {
+        Ok(Ok(v)) => v,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "evidence for /v1/attestation failed");
+            return Err(ApiError::engine(EngineError::Stopped));
+        }
+        Err(_) => return Err(ApiError::engine(EngineError::Stopped)),
+    };
+    let models: Vec<Value> = api
+        .serving
+        .models
+        .read()
+        .map(|m| m.iter().map(|(l, _)| json!({"name": l.section.name, "manifest_digest": l.manifest_digest})).collect())
+        .unwrap_or_default();
+    Ok(axum::Json(json!({
+        "tee": tee,
+        "runtime-data": runtime_data,
+        "tee-evidence": {"primary_evidence": primary, "additional_evidence": additional},
+        "report_data": hex::encode(report_data),
+        "models": models,
     }))
     .into_response())
 }

@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod engine;
+pub mod receipt;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -383,20 +384,68 @@ pub async fn reattest_loop(serving: Arc<Serving>, kbs: KbsClient, evidence: Arc<
     }
 }
 
-/// Generates the runtime's TLS key pair and a self-signed certificate for `host`;
-/// writes the certificate (public) to `state_dir/tls.crt` and returns the rustls
-/// configuration and the certificate's SHA-256 fingerprint.
-pub fn tls_config(state_dir: &Path) -> Result<(Arc<rustls::ServerConfig>, String), ServeError> {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
-        .map_err(|e| ServeError::Config(format!("TLS key: {e}")))?;
+/// The runtime's own key pair: generated in this process at start, never written
+/// anywhere. It is the TLS key, and the key `/v1/attestation` binds into fresh evidence.
+pub struct RuntimeKey {
+    pkcs8: Zeroizing<Vec<u8>>,
+    /// The public key as the KBS protocol's `tee-pubkey` JWK (EC P-256).
+    pub jwk: veil_kbs::TeePubKey,
+    /// The uncompressed public point.
+    pub point: Vec<u8>,
+}
+
+impl std::fmt::Debug for RuntimeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeKey").field("point", &hex::encode(&self.point)).finish_non_exhaustive()
+    }
+}
+
+impl RuntimeKey {
+    /// A fresh P-256 key.
+    pub fn generate() -> Result<Self, ServeError> {
+        use base64::Engine as _;
+        use ring::signature::KeyPair as _;
+        let rng = ring::rand::SystemRandom::new();
+        let alg = &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+        let pkcs8 = Zeroizing::new(
+            ring::signature::EcdsaKeyPair::generate_pkcs8(alg, &rng)
+                .map_err(|_| ServeError::Config("generating the runtime key".into()))?
+                .as_ref()
+                .to_vec(),
+        );
+        let kp = ring::signature::EcdsaKeyPair::from_pkcs8(alg, &pkcs8, &rng)
+            .map_err(|_| ServeError::Config("loading the runtime key".into()))?;
+        let point = kp.public_key().as_ref().to_vec();
+        let (x, y) = match (point.get(1..33), point.get(33..65)) {
+            (Some(x), Some(y)) => (x, y),
+            _ => return Err(ServeError::Config("unexpected public key length".into())),
+        };
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let jwk =
+            veil_kbs::TeePubKey::EC { crv: "P-256".into(), alg: "ES256".into(), x: b64.encode(x), y: b64.encode(y) };
+        Ok(Self { pkcs8, jwk, point })
+    }
+
+    /// The private key, PKCS#8 DER (for the TLS stack and the receipt signer, in
+    /// this process only).
+    pub fn pkcs8(&self) -> &[u8] {
+        &self.pkcs8
+    }
+}
+
+/// A self-signed certificate for the runtime key, for `localhost` and 127.0.0.1; writes
+/// it (public) to `state_dir/tls.crt` and returns the rustls configuration and the
+/// certificate's SHA-256 fingerprint.
+pub fn tls_config(key: &RuntimeKey, state_dir: &Path) -> Result<(Arc<rustls::ServerConfig>, String), ServeError> {
+    let kp = rcgen::KeyPair::try_from(key.pkcs8.as_slice()).map_err(|e| ServeError::Config(format!("TLS key: {e}")))?;
     let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
         .map_err(|e| ServeError::Config(format!("TLS certificate: {e}")))?;
     params.distinguished_name.push(rcgen::DnType::CommonName, "veil runtime");
-    let cert = params.self_signed(&key).map_err(|e| ServeError::Config(format!("TLS certificate: {e}")))?;
+    let cert = params.self_signed(&kp).map_err(|e| ServeError::Config(format!("TLS certificate: {e}")))?;
     std::fs::create_dir_all(state_dir)?;
     std::fs::write(state_dir.join("tls.crt"), cert.pem())?;
     let fp = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(cert.der()));
-    let der_key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let der_key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.pkcs8.to_vec().into());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -429,7 +478,14 @@ pub async fn run(
         let loaded = load_model(m, &kbs, &evidence, BOOT_PATIENCE).await?;
         serving.models.write().map_err(|_| ServeError::Config("lock poisoned".into()))?.push(loaded);
     }
-    let api = Arc::new(api::Api { serving: serving.clone(), api_key_hashes: cfg.key_hashes()? });
+    let key = RuntimeKey::generate()?;
+    let api = Arc::new(api::Api {
+        serving: serving.clone(),
+        api_key_hashes: cfg.key_hashes()?,
+        evidence: evidence.clone(),
+        tee_pubkey: key.jwk.clone(),
+        receipts: Arc::new(receipt::Signer::new(key.pkcs8(), &key.jwk).map_err(|e| ServeError::Config(e.to_string()))?),
+    });
     let router = api::router(api).layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY));
     let reattest = tokio::spawn(reattest_loop(
         serving.clone(),
@@ -437,7 +493,7 @@ pub async fn run(
         evidence.clone(),
         Duration::from_secs(cfg.reattest_secs),
     ));
-    let (tls, fp) = tls_config(&cfg.state_dir)?;
+    let (tls, fp) = tls_config(&key, &cfg.state_dir)?;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
     let addr = listener.local_addr()?;
