@@ -371,8 +371,9 @@ fn sealed_models_are_served_over_tls_and_withdrawn_on_revocation() {
         let e: Value = resp.json().await.unwrap();
         assert_eq!(e["error"]["type"], "invalid_request_error");
         let big = "x".repeat(2 << 20);
-        let resp = c.post(&chat_url).bearer_auth(API_KEY).body(big).send().await.unwrap();
+        let resp = client(&r.cert).post(&chat_url).bearer_auth(API_KEY).body(big).send().await.unwrap();
         assert_eq!(resp.status().as_u16(), 413);
+        assert_eq!(resp.headers().get("connection").and_then(|v| v.to_str().ok()), Some("close"));
         let mut huge = question.clone();
         huge["max_tokens"] = json!(100_000);
         let (s, body) = post(&c, &chat_url, &huge, Some(API_KEY)).await;

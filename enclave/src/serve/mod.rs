@@ -486,7 +486,17 @@ pub async fn run(
         tee_pubkey: key.jwk.clone(),
         receipts: Arc::new(receipt::Signer::new(key.pkcs8(), &key.jwk).map_err(|e| ServeError::Config(e.to_string()))?),
     });
-    let router = api::router(api).layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY));
+    let router = api::router(api).layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY)).layer(
+        axum::middleware::map_response(|mut r: axum::response::Response| async move {
+            // An oversized body is refused before it is read; the rest of it is still on
+            // the wire, so the connection cannot carry another request. Say so, or a
+            // client would reuse it and see its next request fail.
+            if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                r.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+            }
+            r
+        }),
+    );
     let reattest = tokio::spawn(reattest_loop(
         serving.clone(),
         kbs.clone(),
