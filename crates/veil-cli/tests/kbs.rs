@@ -3,8 +3,8 @@
 //! requests for the refusals.
 
 use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use serde_json::{Value, json};
@@ -15,41 +15,7 @@ use veil_sim::tsm::{Provider, TsmConfig, TsmSim};
 
 mod common;
 
-struct Broker {
-    child: Child,
-    url: String,
-    admin_key: PathBuf,
-    ca: Vec<u8>,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_broker() -> Broker {
-    let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_veil"))
-        .args(["kbs", "serve", "--dev"])
-        .arg(dir.path().join("kbs"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut get = |prefix: &str| {
-        let l = lines.next().expect("broker exited before printing its address").unwrap();
-        l.strip_prefix(prefix).unwrap_or_else(|| panic!("expected {prefix:?}, got {l:?}")).to_owned()
-    };
-    let url = get("kbs: ");
-    let admin_key = PathBuf::from(get("admin-key: "));
-    let ca = std::fs::read(get("ca-cert: ")).unwrap();
-    Broker { child, url, admin_key, ca, _dir: dir }
-}
+use common::{Broker, start_broker};
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap()
@@ -340,6 +306,7 @@ fn start_edited(edit: impl Fn(String) -> String) -> Broker {
         url: line.strip_prefix("kbs: ").unwrap().to_owned(),
         admin_key: d.join("admin.key"),
         ca: std::fs::read(d.join("tls.crt")).unwrap(),
+        ca_path: d.join("tls.crt"),
         _dir: dir,
     }
 }

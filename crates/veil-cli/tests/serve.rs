@@ -11,7 +11,7 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 mod common;
-use common::{cached_model, keygen, stderr, stdout, veil};
+use common::{Broker, cached_model, keygen, start_broker, stderr, stdout, veil};
 
 struct Proc(Child);
 
@@ -20,33 +20,6 @@ impl Drop for Proc {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-struct Broker {
-    _p: Proc,
-    url: String,
-    admin_key: PathBuf,
-    ca: PathBuf,
-}
-
-fn start_broker(dir: &Path) -> Broker {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_veil"))
-        .args(["kbs", "serve", "--dev"])
-        .arg(dir.join("kbs"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut get = |prefix: &str| {
-        let l = lines.next().expect("broker exited before printing its address").unwrap();
-        l.strip_prefix(prefix).unwrap_or_else(|| panic!("expected {prefix:?}, got {l:?}")).to_owned()
-    };
-    let url = get("kbs: ");
-    let admin_key = PathBuf::from(get("admin-key: "));
-    let ca = PathBuf::from(get("ca-cert: "));
-    Broker { _p: Proc(child), url, admin_key, ca }
 }
 
 /// Seals `model` (with a card) and registers its key with the broker; returns the
@@ -74,7 +47,7 @@ fn seal(d: &Path, b: &Broker, model: &Path, name: &str) -> String {
             "--admin-key",
             b.admin_key.to_str().unwrap(),
             "--ca-cert",
-            b.ca.to_str().unwrap(),
+            b.ca_path.to_str().unwrap(),
         ],
         d,
     );
@@ -111,7 +84,7 @@ signer = "{d}/{signer}"
 {extra}"#,
         state = d.join("state").display(),
         url = b.url,
-        ca = b.ca.display(),
+        ca = b.ca_path.display(),
         d = d.display(),
     );
     let p = d.join(format!("serve-{signer}.toml"));
@@ -173,6 +146,14 @@ async fn post(c: &reqwest::Client, url: &str, body: &Value, key: Option<&str>) -
     (resp.status().as_u16(), resp.text().await.unwrap())
 }
 
+/// `veil kbs admin ... revoke DIGEST`.
+fn revoke(d: &Path, b: &Broker, digest: &str) {
+    let admin = b.admin_key.to_str().unwrap();
+    let ca = b.ca_path.to_str().unwrap();
+    let o = veil(&["kbs", "admin", "--kbs", &b.url, "--admin-key", admin, "--ca-cert", ca, "revoke", digest], d);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
 fn cosine(a: &[f64], b: &[f64]) -> f64 {
     let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
     dot / (a.iter().map(|x| x * x).sum::<f64>().sqrt() * b.iter().map(|x| x * x).sum::<f64>().sqrt())
@@ -200,7 +181,7 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 fn sealed_models_are_served_over_tls_and_withdrawn_on_revocation() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
-    let b = start_broker(d);
+    let b = start_broker();
     keygen(d, "owner", "SECP256R1", false);
     let chat_digest = seal(d, &b, &cached_model("smollm2"), "smollm2");
     seal(d, &b, &cached_model("minilm"), "minilm");
@@ -382,22 +363,7 @@ fn sealed_models_are_served_over_tls_and_withdrawn_on_revocation() {
 
     // Revoke the chat model at the broker: within a few re-attestation intervals the
     // runtime stops serving it (503, saying why) and keeps serving the other model.
-    let o = veil(
-        &[
-            "kbs",
-            "admin",
-            "--kbs",
-            &b.url,
-            "--admin-key",
-            b.admin_key.to_str().unwrap(),
-            "--ca-cert",
-            b.ca.to_str().unwrap(),
-            "revoke",
-            &chat_digest,
-        ],
-        d,
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    revoke(d, &b, &chat_digest);
     rt.block_on(async {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -441,7 +407,7 @@ fn sealed_models_are_served_over_tls_and_withdrawn_on_revocation() {
 fn boot_stops_with_a_clear_error() {
     let t = tempfile::tempdir().unwrap();
     let d = t.path();
-    let b = start_broker(d);
+    let b = start_broker();
     keygen(d, "owner", "SECP256R1", false);
     keygen(d, "other", "SECP256R1", false);
     let digest = seal(d, &b, &cached_model("minilm"), "minilm");
@@ -472,22 +438,7 @@ fn boot_stops_with_a_clear_error() {
 
     // A refused key release: the model is revoked before boot.
     std::fs::copy(d.join("minilm.veil"), d.join("smollm2.veil")).unwrap();
-    let o = veil(
-        &[
-            "kbs",
-            "admin",
-            "--kbs",
-            &b.url,
-            "--admin-key",
-            b.admin_key.to_str().unwrap(),
-            "--ca-cert",
-            b.ca.to_str().unwrap(),
-            "revoke",
-            &digest,
-        ],
-        d,
-    );
-    assert!(o.status.success());
+    revoke(d, &b, &digest);
     let (code, err) = start_runtime(&cfg, &tmp).err().expect("booted with a revoked model");
     assert_ne!(code, 0);
     assert!(err.contains("key release") && err.contains("PolicyDeny"), "{err}");

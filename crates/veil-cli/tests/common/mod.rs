@@ -55,3 +55,45 @@ pub fn cached_model(name: &str) -> PathBuf {
     assert!(p.is_dir(), "{} is missing: run scripts/fetch-models (scripts/test does)", p.display());
     p
 }
+
+/// A key broker process (`veil kbs serve --dev`) on loopback, killed on drop.
+pub struct Broker {
+    pub child: std::process::Child,
+    pub url: String,
+    pub admin_key: PathBuf,
+    /// The broker's CA certificate (PEM) and where it lies.
+    pub ca: Vec<u8>,
+    pub ca_path: PathBuf,
+    pub _dir: tempfile::TempDir,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a broker from the dev configuration in a fresh directory, once it listens.
+pub fn start_broker() -> Broker {
+    use std::io::{BufRead as _, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_veil"))
+        .args(["kbs", "serve", "--dev"])
+        .arg(dir.path().join("kbs"))
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut get = |prefix: &str| {
+        let l = lines.next().expect("broker exited before printing its address").unwrap();
+        l.strip_prefix(prefix).unwrap_or_else(|| panic!("expected {prefix:?}, got {l:?}")).to_owned()
+    };
+    let url = get("kbs: ");
+    let admin_key = PathBuf::from(get("admin-key: "));
+    let ca_path = PathBuf::from(get("ca-cert: "));
+    let ca = std::fs::read(&ca_path).unwrap();
+    Broker { child, url, admin_key, ca, ca_path, _dir: dir }
+}
