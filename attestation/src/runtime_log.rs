@@ -147,6 +147,8 @@ pub mod types {
     pub const MODEL_MANIFEST: &str = "veil.model-manifest";
     /// A loaded model's signer (SHA-256 of the signer's SPKI).
     pub const MODEL_SIGNER: &str = "veil.model-signer";
+    /// A loaded model's card (SHA-256 of the card file, as the signed manifest lists it).
+    pub const MODEL_CARD: &str = "veil.model-card";
 }
 
 impl Event {
@@ -320,7 +322,12 @@ impl RuntimeLog {
     /// of the log's events for them (zero for none) — so a log cannot hide
     /// events by leaving a register out.
     pub fn verify_evidence(&self, evidence: &crate::VerifiedEvidence) -> Result<VerifiedEvents> {
-        let regs = registers_of(evidence)?;
+        self.verify_registers(&registers_of(evidence)?)
+    }
+
+    /// [`RuntimeLog::verify_evidence`] against register values gathered from several
+    /// pieces of verified evidence (a CPU report and a TPM quote bound to it).
+    pub fn verify_registers(&self, regs: &BTreeMap<Register, Vec<u8>>) -> Result<VerifiedEvents> {
         if regs.is_empty() {
             return Err(Error::EventLog("the evidence reports no measurement register to replay against".into()));
         }
@@ -338,7 +345,7 @@ impl RuntimeLog {
                 }
             }
         }
-        self.verify(&regs)
+        self.verify(regs)
     }
 }
 

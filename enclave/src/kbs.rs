@@ -14,6 +14,7 @@ use veil_kbs::{
 };
 use zeroize::Zeroizing;
 
+use crate::measure::Measurer;
 use crate::tpm::TpmAttester;
 use crate::{Attester, Evidence, TeeKind};
 
@@ -64,6 +65,20 @@ pub struct EvidenceProvider {
     /// For TDX: PCS collateral to send with the quote (Veil's extension), as
     /// `veil_attestation::tdx::Collateral` JSON.
     pub tdx_collateral: Option<Value>,
+    /// The runtime's measured-boot log, sent as `additional_evidence["event-log"]`.
+    measurer: Option<Arc<Measurer>>,
+}
+
+/// Evidence produced for one runtime data: what goes on the wire, the report data it
+/// is bound to, and the hardware evidence's raw bytes (SNP report, TDX quote).
+#[derive(Debug, Clone)]
+pub struct Produced {
+    /// `primary_evidence` and `additional_evidence`.
+    pub evidence: CompositeEvidence,
+    /// The report data: the KBS rule over the runtime data and the additional evidence.
+    pub report_data: [u8; 64],
+    /// The raw report or quote (empty for a TPM-only primary).
+    pub raw: Vec<u8>,
 }
 
 impl std::fmt::Debug for EvidenceProvider {
@@ -88,19 +103,67 @@ fn tpm_evidence(ak: &crate::tpm::AkInfo, quote: &crate::tpm::TpmQuote) -> veil_k
 impl EvidenceProvider {
     /// Evidence from a CPU TEE attester.
     pub fn new(attester: Arc<dyn Attester>) -> Self {
-        Self { primary: Primary::Cpu(attester), tpm: None, tdx_collateral: None }
+        Self { primary: Primary::Cpu(attester), tpm: None, tdx_collateral: None, measurer: None }
     }
 
     /// Evidence from a TPM on its own (TEE type `tpm`). A relying party can trust it
     /// only if it trusts the AK (the broker's `tpm_aks` reference values).
     pub fn tpm_only(tpm: Arc<TpmAttester>) -> Self {
-        Self { primary: Primary::Tpm(tpm), tpm: None, tdx_collateral: None }
+        Self { primary: Primary::Tpm(tpm), tpm: None, tdx_collateral: None, measurer: None }
     }
 
     /// Adds a TPM whose quote goes into `additional_evidence` beside the CPU evidence.
     pub fn with_tpm(mut self, tpm: Arc<TpmAttester>) -> Self {
         self.tpm = Some(tpm);
         self
+    }
+
+    /// Sends the measurer's event log with every piece of evidence.
+    pub fn with_measurer(mut self, measurer: Arc<Measurer>) -> Self {
+        self.measurer = Some(measurer);
+        self
+    }
+
+    /// The measurer, if any.
+    pub fn measurer(&self) -> Option<&Arc<Measurer>> {
+        self.measurer.as_ref()
+    }
+
+    /// Evidence for `runtime_data`: the additional evidence (composite TPM quote, event
+    /// log), the report data over both, and the primary evidence bound to it. The event
+    /// log cannot change in between: the measurer's log is held until the evidence is
+    /// made, so the log always matches the registers the evidence reports.
+    pub fn produce(&self, runtime_data: &RuntimeData) -> Result<Produced, KbsClientError> {
+        let log_guard = match &self.measurer {
+            Some(m) => Some(m.hold().map_err(|e| KbsClientError::Attester(e.to_string()))?),
+            None => None,
+        };
+        let mut map = serde_json::Map::new();
+        if let Some(tpm) = &self.tpm {
+            let qd =
+                veil_kbs::tpm_qualifying_data(runtime_data).map_err(|e| KbsClientError::Protocol(e.to_string()))?;
+            let (ak, quote) = tpm.quote_now(&qd).map_err(|e| KbsClientError::Attester(e.to_string()))?;
+            let v =
+                serde_json::to_value(tpm_evidence(&ak, &quote)).map_err(|e| KbsClientError::Protocol(e.to_string()))?;
+            map.insert(veil_kbs::evidence::ADDITIONAL_TPM.into(), v);
+        }
+        if let Some(log) = log_guard.as_ref().filter(|l| !l.events().is_empty()) {
+            map.insert(veil_kbs::evidence::ADDITIONAL_EVENT_LOG.into(), Value::String(log.to_jsonl()));
+        }
+        let additional = if map.is_empty() {
+            String::new()
+        } else {
+            serde_json::to_string(&map).map_err(|e| KbsClientError::Protocol(e.to_string()))?
+        };
+        let report_data =
+            veil_kbs::report_data(runtime_data, &additional).map_err(|e| KbsClientError::Protocol(e.to_string()))?;
+        let (primary, raw) = self.primary_raw(&report_data)?;
+        drop(log_guard);
+        Ok(Produced {
+            evidence: CompositeEvidence { primary_evidence: primary, additional_evidence: additional },
+            report_data,
+            raw,
+        })
     }
 
     /// The protocol's TEE type.
@@ -116,25 +179,20 @@ impl EvidenceProvider {
         }
     }
 
-    /// The `additional_evidence` string for `runtime_data`: `""`, or with a composite
-    /// TPM, `{"tpm": <TPM evidence>}` quoted with [`veil_kbs::tpm_qualifying_data`].
-    pub fn additional(&self, runtime_data: &RuntimeData) -> Result<String, KbsClientError> {
-        let Some(tpm) = &self.tpm else { return Ok(String::new()) };
-        let qd = veil_kbs::tpm_qualifying_data(runtime_data).map_err(|e| KbsClientError::Protocol(e.to_string()))?;
-        let (ak, quote) = tpm.quote_now(&qd).map_err(|e| KbsClientError::Attester(e.to_string()))?;
-        let map = std::collections::BTreeMap::from([(veil_kbs::evidence::ADDITIONAL_TPM, tpm_evidence(&ak, &quote))]);
-        serde_json::to_string(&map).map_err(|e| KbsClientError::Protocol(e.to_string()))
+    /// Evidence bound to `report_data`, as `primary_evidence` JSON (no additional
+    /// evidence: for callers that bind their own report data).
+    pub fn primary(&self, report_data: &[u8; 64]) -> Result<Value, KbsClientError> {
+        self.primary_raw(report_data).map(|(v, _)| v)
     }
 
-    /// Evidence bound to `report_data`, as `primary_evidence` JSON.
-    pub fn primary(&self, report_data: &[u8; 64]) -> Result<Value, KbsClientError> {
+    fn primary_raw(&self, report_data: &[u8; 64]) -> Result<(Value, Vec<u8>), KbsClientError> {
         let att = |e: &dyn std::fmt::Display| KbsClientError::Attester(e.to_string());
         let attester = match &self.primary {
             Primary::Cpu(a) => a,
             Primary::Tpm(tpm) => {
                 let nonce = veil_kbs::evidence::tpm_primary_nonce(report_data);
                 let (ak, quote) = tpm.quote_now(&nonce).map_err(|e| att(&e))?;
-                return serde_json::to_value(tpm_evidence(&ak, &quote)).map_err(|e| att(&e));
+                return Ok((serde_json::to_value(tpm_evidence(&ak, &quote)).map_err(|e| att(&e))?, Vec::new()));
             }
         };
         match attester.evidence(report_data).map_err(|e| att(&e))? {
@@ -153,14 +211,14 @@ impl EvidenceProvider {
                         chain.push(json!({"cert_type": name, "data": e.data}));
                     }
                 }
-                Ok(json!({"attestation_report": report, "cert_chain": chain}))
+                Ok((json!({"attestation_report": report, "cert_chain": chain}), r.outblob))
             }
             Evidence::Tsm(r) if r.provider == crate::tsm::PROVIDER_TDX => {
                 let mut v = json!({"quote": STANDARD.encode(&r.outblob), "cc_eventlog": null});
                 if let (Some(c), Some(obj)) = (&self.tdx_collateral, v.as_object_mut()) {
                     obj.insert("collateral".into(), c.clone());
                 }
-                Ok(v)
+                Ok((v, r.outblob))
             }
             _ => Err(KbsClientError::Attester("unsupported evidence for KBS primary evidence".into())),
         }
@@ -209,8 +267,18 @@ impl KbsClient {
 
     /// The whole flow: returns the resource at `path` (`repo/type/tag`), plaintext.
     pub async fn fetch(&self, evidence: &EvidenceProvider, path: &str) -> Result<Zeroizing<Vec<u8>>, KbsClientError> {
+        self.fetch_with_token(evidence, path).await.map(|(r, _)| r)
+    }
+
+    /// [`KbsClient::fetch`], also returning the session's EAR attestation token.
+    pub async fn fetch_with_token(
+        &self,
+        evidence: &EvidenceProvider,
+        path: &str,
+    ) -> Result<(Zeroizing<Vec<u8>>, String), KbsClientError> {
         let session = self.attest(evidence).await?;
-        self.resource(&session, path).await
+        let resource = self.resource(&session, path).await?;
+        Ok((resource, session.token))
     }
 
     /// auth + attest: returns the session (cookie, token, key pair).
@@ -235,15 +303,8 @@ impl KbsClient {
         let challenge: Challenge = resp.json().await.map_err(|e| KbsClientError::Protocol(e.to_string()))?;
         let keys = TeeKeyPair::generate().map_err(|e| KbsClientError::Protocol(e.to_string()))?;
         let runtime_data = RuntimeData { nonce: challenge.nonce, tee_pubkey: keys.public().clone() };
-        let additional = evidence.additional(&runtime_data)?;
-        let report_data =
-            veil_kbs::report_data(&runtime_data, &additional).map_err(|e| KbsClientError::Protocol(e.to_string()))?;
-        let primary = evidence.primary(&report_data)?;
-        let body = Attestation {
-            init_data: None,
-            runtime_data,
-            tee_evidence: CompositeEvidence { primary_evidence: primary, additional_evidence: additional },
-        };
+        let produced = evidence.produce(&runtime_data)?;
+        let body = Attestation { init_data: None, runtime_data, tee_evidence: produced.evidence };
         let resp = check(
             self.http
                 .post(format!("{}/kbs/v0/attest", self.base))

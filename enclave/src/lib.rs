@@ -33,6 +33,7 @@
 
 pub mod error;
 pub mod kbs;
+pub mod measure;
 pub mod rtmr;
 pub mod serve;
 pub mod swtpm;

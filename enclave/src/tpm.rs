@@ -169,8 +169,9 @@ impl TpmAttester {
         Ok(self.lock()?.ak.as_ref().map(|a| a.info.clone()))
     }
 
-    /// Extend PCR `pcr` (0–23) of the SHA-256 bank with `sha256_digest`.
-    pub fn extend(&mut self, pcr: u8, sha256_digest: &[u8; 32]) -> Result<()> {
+    /// Extend PCR `pcr` (0–23) of the SHA-256 bank with `sha256_digest` (the attester
+    /// serialises access, so a shared reference suffices).
+    pub fn extend(&self, pcr: u8, sha256_digest: &[u8; 32]) -> Result<()> {
         check_pcr(pcr)?;
         let handle = PcrHandle::try_from(u32::from(pcr)).map_err(AttestError::tpm("PCR handle"))?;
         let mut values = DigestValues::new();
@@ -178,8 +179,10 @@ impl TpmAttester {
             HashingAlgorithm::Sha256,
             Digest::try_from(sha256_digest.as_slice()).map_err(AttestError::tpm("digest"))?,
         );
-        let ctx = &mut self.inner_mut()?.ctx;
-        ctx.execute_with_session(Some(AuthSession::Password), |c| c.pcr_extend(handle, values))
+        let mut inner = self.lock()?;
+        inner
+            .ctx
+            .execute_with_session(Some(AuthSession::Password), |c| c.pcr_extend(handle, values))
             .map_err(AttestError::tpm("TPM2_PCR_Extend"))
     }
 

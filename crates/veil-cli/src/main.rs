@@ -16,6 +16,7 @@ mod kbs;
 mod model;
 mod sealing;
 mod serve;
+mod verify_runtime;
 
 /// mimalloc rather than glibc malloc: the broker's request path is allocation-heavy
 /// (JSON evidence, Rego values) and glibc's arenas cost ~17% of its CPU under load
@@ -48,6 +49,9 @@ enum Command {
     Kbs(kbs::KbsCmd),
     /// Run the confidential serving runtime (attest, unseal, serve the OpenAI API).
     Serve(serve::ServeCmd),
+    /// Verify a serving runtime before sending it anything: its RA-TLS certificate's
+    /// evidence, then fresh evidence for a random nonce.
+    VerifyRuntime(Box<verify_runtime::VerifyRuntimeCmd>),
 }
 
 #[derive(Subcommand, Debug)]
@@ -222,6 +226,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Unseal(cmd) => sealing::run_unseal(*cmd),
         Command::Kbs(cmd) => kbs::run(cmd),
         Command::Serve(cmd) => serve::run_serve(cmd),
+        Command::VerifyRuntime(cmd) => verify_runtime::run(*cmd),
     }
 }
 

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use veil_attestation::runtime_log::Register;
 use veil_enclave::kbs::EvidenceProvider;
+use veil_enclave::measure::{KernelRtmr, Measurer, RegisterBackend, TpmPcr};
 use veil_enclave::serve::{ServeConfig, harden_process, run};
 use veil_enclave::tpm::TpmAttester;
 use veil_enclave::tsm::TsmAttester;
@@ -23,6 +25,25 @@ pub struct ServeCmd {
 
 const TSM_DEFAULT: &str = "/sys/kernel/config/tsm/report";
 
+/// RTMR3 of the in-process simulated TD (the kernel's measurement files are the real
+/// interface; the simulator takes the extend directly).
+struct SimRtmr(Arc<veil_sim::tsm::TsmSim>);
+
+impl RegisterBackend for SimRtmr {
+    fn register(&self) -> Register {
+        Register::VEIL_RTMR
+    }
+    fn extend(&self, digest: &[u8]) -> veil_enclave::Result<()> {
+        let d: &[u8; 48] = digest.try_into().map_err(|_| veil_enclave::AttestError::InvalidArgument {
+            what: "RTMR digest",
+            detail: format!("{} bytes, expected 48", digest.len()),
+        })?;
+        self.0
+            .extend_rtmr(veil_enclave::rtmr::VEIL_RTMR, d)
+            .map_err(|e| veil_enclave::AttestError::InvalidArgument { what: "simulated RTMR", detail: e.to_string() })
+    }
+}
+
 pub fn run_serve(cmd: ServeCmd) -> anyhow::Result<ExitCode> {
     crate::kbs::init_logging();
     harden_process().context("disabling core dumps")?;
@@ -30,7 +51,8 @@ pub fn run_serve(cmd: ServeCmd) -> anyhow::Result<ExitCode> {
     let cfg = ServeConfig::from_toml(&text)?;
 
     // The simulator (kind = "sim") runs in this process, over a private directory.
-    let mut _sim: Option<(tempfile::TempDir, veil_sim::tsm::TsmSim)> = None;
+    let mut _sim: Option<(tempfile::TempDir, Arc<veil_sim::tsm::TsmSim>)> = None;
+    let mut registers: Vec<Box<dyn RegisterBackend>> = Vec::new();
     let attester: Arc<dyn Attester> = match cfg.tee.kind.as_str() {
         "sim" => {
             let provider = match cfg.tee.sim_provider.as_deref().unwrap_or("snp") {
@@ -40,7 +62,10 @@ pub fn run_serve(cmd: ServeCmd) -> anyhow::Result<ExitCode> {
             };
             tracing::warn!("SIMULATED TEE: this runtime's evidence proves nothing; for tests and demos only");
             let dir = tempfile::tempdir()?;
-            let sim = veil_sim::tsm::TsmSim::start(dir.path(), provider)?;
+            let sim = Arc::new(veil_sim::tsm::TsmSim::start(dir.path(), provider)?);
+            if provider == veil_sim::tsm::Provider::TdxGuest {
+                registers.push(Box::new(SimRtmr(sim.clone())));
+            }
             let a = Arc::new(TsmAttester::new(dir.path()));
             _sim = Some((dir, sim));
             a
@@ -60,14 +85,31 @@ pub fn run_serve(cmd: ServeCmd) -> anyhow::Result<ExitCode> {
                 ("auto", TeeKind::Snp | TeeKind::Tdx) | ("snp", TeeKind::Snp) | ("tdx", TeeKind::Tdx) => {}
                 _ => bail!("[tee] kind = {kind:?}, but configfs-tsm offers {found:?}"),
             }
+            if found == TeeKind::Tdx {
+                let dir = cfg
+                    .tee
+                    .measurements_dir
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(veil_enclave::rtmr::DEFAULT_MEASUREMENTS_DIR));
+                registers.push(Box::new(KernelRtmr { dir, index: veil_enclave::rtmr::VEIL_RTMR }));
+            }
             Arc::new(a)
         }
     };
     let mut evidence = EvidenceProvider::new(attester);
-    if let Some(tcti) = &cfg.tee.tpm {
-        let tpm = TpmAttester::open(tcti).with_context(|| format!("opening the TPM at {tcti}"))?;
-        evidence = evidence.with_tpm(Arc::new(tpm));
+    if cfg.tee.kind == "sim" && cfg.tee.sim_provider.as_deref() == Some("tdx") {
+        // The simulated platform's PCS collateral travels with its quotes (a real TD's
+        // verifier fetches Intel's), valid from an hour ago for 30 days.
+        let issue = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+        let c = veil_sim::tdx::collateral_json(issue, issue + time::Duration::days(30))?;
+        evidence.tdx_collateral = Some(serde_json::from_slice(&c)?);
     }
+    if let Some(tcti) = &cfg.tee.tpm {
+        let tpm = Arc::new(TpmAttester::open(tcti).with_context(|| format!("opening the TPM at {tcti}"))?);
+        registers.push(Box::new(TpmPcr { tpm: tpm.clone(), index: veil_enclave::tpm::VEIL_PCR }));
+        evidence = evidence.with_tpm(tpm);
+    }
+    let evidence = evidence.with_measurer(Arc::new(Measurer::new(registers)));
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(run(
         cfg,

@@ -210,7 +210,8 @@ fn sealed_models_are_served_over_tls_and_withdrawn_on_revocation() {
             c.get(format!("{}/v1/attestation?nonce={nonce}", r.url)).send().await.unwrap().json().await.unwrap();
         let rd: veil_kbs::RuntimeData = serde_json::from_value(a["runtime-data"].clone()).unwrap();
         assert_eq!(rd.nonce, nonce);
-        let expected = veil_kbs::report_data(&rd, "").unwrap();
+        let additional = a["tee-evidence"]["additional_evidence"].as_str().unwrap();
+        let expected = veil_kbs::report_data(&rd, additional).unwrap();
         assert_eq!(a["report_data"], hex::encode(expected));
         let veil_kbs::TeePubKey::EC { x, y, .. } = &rd.tee_pubkey else { panic!("{a}") };
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -222,20 +223,30 @@ fn sealed_models_are_served_over_tls_and_withdrawn_on_revocation() {
             .decode(pem.lines().filter(|l| !l.starts_with("-----")).collect::<String>())
             .unwrap();
         assert!(der.windows(65).any(|w| w == point.as_slice()), "the attested key is not the certificate's key");
-        let primary = &a["tee-evidence"]["primary_evidence"];
-        let report = veil_attestation::snp::json::report_from_trustee_value(primary).unwrap();
-        let chain = veil_attestation::snp::json::cert_chain_from_trustee_value(primary).unwrap();
-        let vcek = chain.iter().find(|e| e.cert_type == "VCEK").map(|e| e.data.as_slice());
-        let ev = veil_attestation::snp::SnpEvidence { report: &report, vcek, vlek: None, chain: None };
-        let opts = |rd: [u8; 64]| {
-            veil_attestation::Options::at(time::OffsetDateTime::now_utc())
-                .with_report_data(rd.to_vec())
-                .danger_trust_simulator(true)
-        };
-        use veil_attestation::Verifier as _;
-        let v = veil_attestation::snp::SnpVerifier::default().verify(&ev, &opts(expected)).unwrap();
-        assert!(v.simulated());
-        assert!(veil_attestation::snp::SnpVerifier::default().verify(&ev, &opts([0u8; 64])).is_err());
+        // The certificate's own evidence (RA-TLS) and the fresh evidence both verify, name
+        // both models in the event log (SNP alone: bound by the report data), and the
+        // fresh evidence is refused for another nonce.
+        let policy = veil_host::ratls::ClientPolicy { danger_trust_simulator: true, ..Default::default() };
+        let verifiers = veil_host::kbs::evidence::Verifiers::default();
+        let cert =
+            veil_host::ratls::verify_certificate(&der, &policy, &verifiers, time::OffsetDateTime::now_utc()).unwrap();
+        assert!(cert.appraisal.simulated);
+        let fresh = veil_host::ratls::verify_fresh(&a, &nonce, &cert, &policy, &verifiers).unwrap();
+        let events = fresh.runtime_events.as_ref().unwrap();
+        assert_eq!(events.bound_by, "report-data");
+        let manifests: Vec<&str> = events
+            .events
+            .iter()
+            .filter(|e| e.event_type == "veil.model-manifest")
+            .map(|e| e.content.as_str())
+            .collect();
+        assert_eq!(manifests.len(), 2);
+        assert!(manifests.contains(&chat_digest.as_str()), "{manifests:?}");
+        assert!(veil_host::ratls::verify_fresh(&a, &hex::encode([8u8; 32]), &cert, &policy, &verifiers).is_err());
+        let strict = veil_host::ratls::ClientPolicy::default();
+        let e = veil_host::ratls::verify_certificate(&der, &strict, &verifiers, time::OffsetDateTime::now_utc())
+            .unwrap_err();
+        assert!(e.to_string().contains("simulat"), "{e}");
         assert_eq!(a["models"].as_array().unwrap().len(), 2);
         let bad = c.get(format!("{}/v1/attestation?nonce=zz", r.url)).send().await.unwrap();
         assert_eq!(bad.status().as_u16(), 400);
@@ -442,4 +453,109 @@ fn boot_stops_with_a_clear_error() {
     let (code, err) = start_runtime(&cfg, &tmp).err().expect("booted with a revoked model");
     assert_ne!(code, 0);
     assert!(err.contains("key release") && err.contains("PolicyDeny"), "{err}");
+}
+
+/// A simulated TD with a swtpm beside it: the runtime measures its binary, its
+/// configuration and the model (manifest, signer, card) into RTMR3 and PCR 23 before
+/// asking for the key; the broker releases it to evidence whose event log replays to
+/// both registers; and `veil verify-runtime` checks the RA-TLS certificate and fresh
+/// evidence against a client policy before anything is sent.
+#[test]
+fn tdx_runtime_with_a_tpm_measures_its_boot_and_proves_it_over_attested_tls() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let b = start_broker();
+    keygen(d, "owner", "SECP256R1", false);
+    keygen(d, "other", "SECP256R1", false);
+    let digest = seal(d, &b, &cached_model("minilm"), "minilm");
+    let sw = veil_enclave::swtpm::Swtpm::start().unwrap();
+    let key_hash = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, API_KEY.as_bytes()));
+    let cfg = d.join("serve-tdx.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"state_dir = "{state}"
+[kbs]
+url = "{url}"
+ca_cert = "{ca}"
+[tee]
+kind = "sim"
+sim_provider = "tdx"
+tpm = "{tcti}"
+danger_simulated = true
+[api]
+key_hashes = ["sha256:{key_hash}"]
+[[model]]
+name = "minilm"
+kind = "embedding"
+bundle = "{d}/minilm.veil"
+signer = "{d}/owner.pub"
+"#,
+            state = d.join("state").display(),
+            url = b.url,
+            ca = b.ca_path.display(),
+            tcti = sw.tcti(),
+            d = d.display(),
+        ),
+    )
+    .unwrap();
+    let tmp = d.join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let r = start_runtime(&cfg, &tmp).unwrap_or_else(|(c, e)| panic!("runtime exited {c}: {e}"));
+
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["verify-runtime", r.url.as_str()];
+        args.extend_from_slice(extra);
+        veil(&args, d)
+    };
+    let sha256 = |b: &[u8]| hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b));
+    let signer = {
+        let pem = std::fs::read_to_string(d.join("owner.pub")).unwrap();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(pem.lines().filter(|l| !l.starts_with("-----")).collect::<String>())
+            .unwrap();
+        format!("sha256:{}", sha256(&der))
+    };
+    let o = verify(&["--danger-trust-simulator", "--model", &digest, "--signer", &signer, "--save-cert", "pinned.pem"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("SIMULATED"), "{}", stderr(&o));
+    let v: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    for which in ["certificate_evidence", "fresh_evidence"] {
+        let ev = &v[which]["runtime_events"];
+        assert_eq!(ev["bound_by"], "registers", "{which}: {v}");
+        let types: Vec<&str> = ev["events"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+        for ty in ["veil.binary", "veil.config", "veil.model-manifest", "veil.model-signer", "veil.model-card"] {
+            // Once per register: RTMR3 and PCR 23.
+            assert_eq!(types.iter().filter(|t| **t == ty).count(), 2, "{which} {ty}: {types:?}");
+        }
+        assert!(v[which]["tpm"]["pcrs"]["23"].is_string(), "{which}: {v}");
+    }
+    assert_eq!(v["models"][0]["manifest_digest"], digest.as_str());
+    assert!(v["ear_token"].as_str().is_some_and(|t| t.split('.').count() == 3), "{v}");
+
+    // The pinned certificate is the one served: a plain client can use it.
+    let pinned = client(&d.join("pinned.pem"));
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let (s, body) = rt.block_on(post(
+        &pinned,
+        &format!("{}/v1/embeddings", r.url),
+        &json!({"model": "minilm", "input": "hello"}),
+        Some(API_KEY),
+    ));
+    assert_eq!(s, 200, "{body}");
+
+    // A client policy the runtime does not meet fails the handshake, with the reason.
+    let o = verify(&[]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("simulat"), "{}", stderr(&o));
+    let o = verify(&["--danger-trust-simulator", "--model", &format!("sha256:{}", "0".repeat(64))]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("not in the runtime's event log"), "{}", stderr(&o));
+    let o = verify(&["--danger-trust-simulator", "--measurement", &"0".repeat(96)]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("launch measurement"), "{}", stderr(&o));
+    let other = format!("sha256:{}", sha256(b"someone else"));
+    let o = verify(&["--danger-trust-simulator", "--signer", &other]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("not an allowed signer"), "{}", stderr(&o));
 }

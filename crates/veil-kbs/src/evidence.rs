@@ -24,6 +24,10 @@ use serde::{Deserialize, Serialize};
 /// The key of TPM evidence in the `additional_evidence` object.
 pub const ADDITIONAL_TPM: &str = "tpm";
 
+/// The key of Veil's runtime event log (JSON lines,
+/// `veil_attestation::runtime_log`) in the `additional_evidence` object.
+pub const ADDITIONAL_EVENT_LOG: &str = "event-log";
+
 /// Trustee's TPM evidence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -6,6 +6,7 @@
 pub mod ear;
 pub mod evidence;
 pub mod jwe;
+pub mod ratls;
 
 pub use kbs_types::{Attestation, Challenge, CompositeEvidence, Request, RuntimeData, Tee, TeePubKey};
 

@@ -280,9 +280,13 @@ pub fn seal(model_dir: &Path, signing_key_pem: &[u8], out: &Path, opts: &SealOpt
         let n = p.size.saturating_sub(start).min(chunk);
         let n_usize = usize::try_from(n).map_err(|_| Error::Header("chunk".into()))?;
         let last = i.saturating_add(1) == bundle::chunk_count(p.size, opts.chunk_size);
-        w.buf.clear();
-        w.buf.resize(n_usize, 0);
-        read_source(p, start, &mut w.buf)?;
+        // Reuse the buffer without zeroing it again: every byte is overwritten by the read
+        // (the tag of the previous chunk is cut off first).
+        w.buf.truncate(n_usize);
+        if w.buf.len() < n_usize {
+            w.buf.resize(n_usize, 0);
+        }
+        read_source(p, f, &mut w.file, start, &mut w.buf)?;
         if let Some(h) = hash {
             h.update(&w.buf);
             opts.progress.advance(Phase::Hash, n);
@@ -299,7 +303,7 @@ pub fn seal(model_dir: &Path, signing_key_pem: &[u8], out: &Path, opts: &SealOpt
     };
     if work::thread_count(opts.threads) == 1 {
         // One thread: a single pass that hashes exactly the bytes it encrypts.
-        let mut w = Worker { key: None, buf: Zeroizing::new(Vec::new()) };
+        let mut w = Worker::new();
         for (f, p) in plans.iter().enumerate() {
             let mut h = digest::Context::new(&digest::SHA256);
             for i in 0..bundle::chunk_count(p.size, opts.chunk_size) {
@@ -310,20 +314,15 @@ pub fn seal(model_dir: &Path, signing_key_pem: &[u8], out: &Path, opts: &SealOpt
         }
     } else {
         // Several: each file's hash is one job (a serial stream), chunks are the others.
-        work::run(
-            jobs,
-            opts.threads,
-            || Worker { key: None, buf: Zeroizing::new(Vec::new()) },
-            |w, job| match job {
-                Job::Hash(f) => {
-                    let p = plans.get(f).ok_or_else(|| Error::Header("job".into()))?;
-                    let d = hash_source(p, opts.progress)?;
-                    let _ = digests.get(f).map(|slot| slot.set(d));
-                    Ok(())
-                }
-                Job::Chunk(f, i) => seal_chunk(w, f, i, None),
-            },
-        )?;
+        work::run(jobs, opts.threads, Worker::new, |w, job| match job {
+            Job::Hash(f) => {
+                let p = plans.get(f).ok_or_else(|| Error::Header("job".into()))?;
+                let d = hash_source(p, opts.progress)?;
+                let _ = digests.get(f).map(|slot| slot.set(d));
+                Ok(())
+            }
+            Job::Chunk(f, i) => seal_chunk(w, f, i, None),
+        })?;
     }
     opts.progress.end(Phase::Hash);
     opts.progress.end(Phase::Encrypt);
@@ -402,15 +401,33 @@ enum Job {
 
 struct Worker {
     key: Option<(usize, aead::LessSafeKey)>,
+    /// The open source file of the last chunk (opened and checked once per file, not
+    /// once per chunk).
+    file: Option<(usize, File)>,
     buf: Zeroizing<Vec<u8>>,
 }
 
-/// Reads `buf.len()` bytes of the file's plaintext at `offset`.
-fn read_source(p: &Plan<'_>, offset: u64, buf: &mut [u8]) -> Result<(), Error> {
+impl Worker {
+    fn new() -> Self {
+        Self { key: None, file: None, buf: Zeroizing::new(Vec::new()) }
+    }
+}
+
+/// Reads `buf.len()` bytes of file `f`'s plaintext at `offset`, through `cache`.
+fn read_source(
+    p: &Plan<'_>,
+    f: usize,
+    cache: &mut Option<(usize, File)>,
+    offset: u64,
+    buf: &mut [u8],
+) -> Result<(), Error> {
     match &p.source {
         Source::Disk(path) => {
-            let f = open_listed(path, p.stamp)?;
-            f.read_exact_at(buf, offset).map_err(|source| {
+            let file = match cache {
+                Some((cf, file)) if *cf == f => &*file,
+                _ => &cache.insert((f, open_listed(path, p.stamp)?)).1,
+            };
+            file.read_exact_at(buf, offset).map_err(|source| {
                 if source.kind() == std::io::ErrorKind::UnexpectedEof {
                     Error::Changed(path.clone())
                 } else {

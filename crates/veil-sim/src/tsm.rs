@@ -83,6 +83,7 @@ impl Default for TsmConfig {
 #[derive(Debug)]
 pub struct TsmSim {
     root: PathBuf,
+    rtmr: Arc<Mutex<[[u8; 48]; 4]>>,
     stop: Arc<AtomicBool>,
     errors: Arc<Mutex<Vec<String>>>,
     thread: Option<JoinHandle<()>>,
@@ -100,8 +101,15 @@ impl TsmSim {
         fs::create_dir_all(root).map_err(|e| Error::io("create directory", root, e))?;
         let stop = Arc::new(AtomicBool::new(false));
         let errors = Arc::new(Mutex::new(Vec::new()));
-        let mut worker =
-            Worker { root: root.to_path_buf(), provider, config, entries: HashMap::new(), errors: Arc::clone(&errors) };
+        let rtmr = Arc::new(Mutex::new(config.tdx.rtmr));
+        let mut worker = Worker {
+            root: root.to_path_buf(),
+            provider,
+            config,
+            rtmr: Arc::clone(&rtmr),
+            entries: HashMap::new(),
+            errors: Arc::clone(&errors),
+        };
         let stop_flag = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("veil-sim-tsm".into())
@@ -112,7 +120,32 @@ impl TsmSim {
                 }
             })
             .map_err(|e| Error::io("spawn TSM thread for", root, e))?;
-        Ok(TsmSim { root: root.to_path_buf(), stop, errors, thread: Some(thread) })
+        Ok(TsmSim { root: root.to_path_buf(), rtmr, stop, errors, thread: Some(thread) })
+    }
+
+    /// Extends the simulated TD's RTMR `index` (0–3) with a 48-byte digest:
+    /// `RTMR = SHA-384(RTMR ‖ digest)`, as the TDX module's `TDG.MR.RTMR.EXTEND` does
+    /// (the kernel's `rtmrN:sha384` measurement files are the real interface; an
+    /// in-process simulator takes the call directly). Later quotes report the new value.
+    pub fn extend_rtmr(&self, index: u8, digest: &[u8; 48]) -> Result<()> {
+        use sha2::Digest as _;
+        let mut regs = self.rtmr.lock().map_err(|_| Error::invalid("RTMR", "lock poisoned"))?;
+        let reg = regs
+            .get_mut(usize::from(index))
+            .ok_or_else(|| Error::invalid("RTMR index", format!("{index} (TDX has RTMR0 to RTMR3)")))?;
+        let mut h = sha2::Sha384::new();
+        h.update(*reg);
+        h.update(digest);
+        *reg = h.finalize().into();
+        Ok(())
+    }
+
+    /// The simulated TD's RTMR `index` (0–3).
+    pub fn rtmr(&self, index: u8) -> Result<[u8; 48]> {
+        let regs = self.rtmr.lock().map_err(|_| Error::invalid("RTMR", "lock poisoned"))?;
+        regs.get(usize::from(index))
+            .copied()
+            .ok_or_else(|| Error::invalid("RTMR index", format!("{index} (TDX has RTMR0 to RTMR3)")))
     }
 
     /// The emulated `/sys/kernel/config/tsm/report` directory.
@@ -158,6 +191,7 @@ struct Worker {
     root: PathBuf,
     provider: Provider,
     config: TsmConfig,
+    rtmr: Arc<Mutex<[[u8; 48]; 4]>>,
     entries: HashMap<PathBuf, Entry>,
     errors: Arc<Mutex<Vec<String>>>,
 }
@@ -274,7 +308,11 @@ impl Worker {
                 let ev = snp::report(&report_data, &opts)?;
                 Ok((ev.report, Some(ev.cert_table)))
             }
-            Provider::TdxGuest => Ok((tdx::quote(&report_data, &self.config.tdx)?, None)),
+            Provider::TdxGuest => {
+                let mut opts = self.config.tdx.clone();
+                opts.rtmr = *self.rtmr.lock().map_err(|_| Error::invalid("RTMR", "lock poisoned"))?;
+                Ok((tdx::quote(&report_data, &opts)?, None))
+            }
         }
     }
 }

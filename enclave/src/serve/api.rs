@@ -660,8 +660,9 @@ struct NonceQuery {
 /// `GET /v1/attestation?nonce=HEX`: fresh evidence whose report data binds the caller's
 /// nonce and the runtime's TLS key by the key broker protocol's rule (SHA-384 of the
 /// canonical `{"additional-evidence", "nonce", "tee-pubkey"}`, zero-padded to 64 bytes),
-/// with the models being served. No API key: a relying party checks this before it
-/// sends one.
+/// the additional evidence holding the composite TPM quote and the measured-boot event
+/// log (also given alone as `event_log`), the broker's latest EAR token, and the models
+/// being served. No API key: a relying party checks this before it sends one.
 async fn attestation(
     State(api): State<Arc<Api>>,
     axum::extract::Query(q): axum::extract::Query<NonceQuery>,
@@ -672,16 +673,15 @@ async fn attestation(
     }
     let runtime_data =
         veil_kbs::RuntimeData { nonce: q.nonce.to_ascii_lowercase(), tee_pubkey: api.tee_pubkey.clone() };
-    let additional = String::new();
-    let report_data =
-        veil_kbs::report_data(&runtime_data, &additional).map_err(|e| ApiError::bad(e.to_string(), None))?;
     let evidence = api.evidence.clone();
-    let produced =
-        tokio::task::spawn_blocking(move || -> Result<(veil_kbs::Tee, Value), crate::kbs::KbsClientError> {
-            Ok((evidence.tee()?, evidence.primary(&report_data)?))
-        })
-        .await;
-    let (tee, primary) = match produced {
+    let rd = runtime_data.clone();
+    let produced = tokio::task::spawn_blocking(
+        move || -> Result<(veil_kbs::Tee, crate::kbs::Produced), crate::kbs::KbsClientError> {
+            Ok((evidence.tee()?, evidence.produce(&rd)?))
+        },
+    )
+    .await;
+    let (tee, produced) = match produced {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => {
             tracing::error!(error = %e, "evidence for /v1/attestation failed");
@@ -689,6 +689,8 @@ async fn attestation(
         }
         Err(_) => return Err(ApiError::engine(EngineError::Stopped)),
     };
+    let event_log = api.evidence.measurer().map(|m| m.log_jsonl());
+    let ear_token = api.serving.ear_token.read().ok().and_then(|t| t.clone());
     let models: Vec<Value> = api
         .serving
         .models
@@ -698,8 +700,10 @@ async fn attestation(
     Ok(axum::Json(json!({
         "tee": tee,
         "runtime-data": runtime_data,
-        "tee-evidence": {"primary_evidence": primary, "additional_evidence": additional},
-        "report_data": hex::encode(report_data),
+        "tee-evidence": produced.evidence,
+        "report_data": hex::encode(produced.report_data),
+        "event_log": event_log,
+        "ear_token": ear_token,
         "models": models,
     }))
     .into_response())

@@ -7,8 +7,14 @@
 //! re-attest on an interval: when the broker refuses (model revoked, TCB raised), the
 //! model is dropped from memory and its requests get a 503 that says why.
 //!
-//! Not yet here (issue 5 continues): the evidence-carrying RA-TLS certificate, signed
-//! receipts, the request audit log and measured-boot register extends.
+//! Measured boot: before anything is used, its digest is recorded by the
+//! [`crate::measure::Measurer`] (extended into RTMR3 / PCR 23 and logged): the runtime
+//! binary and configuration at start, each model's manifest digest, signer and card
+//! once its signature verified and before its key is asked for. The log travels in
+//! every piece of evidence (`additional_evidence["event-log"]`).
+//!
+//! Attested TLS: the certificate carries evidence binding its key (RA-TLS,
+//! [`veil_kbs::ratls`]), made after every model is loaded, so its log names them.
 
 pub mod api;
 pub mod engine;
@@ -51,6 +57,9 @@ pub struct ServeConfig {
     /// The models (one chat model and/or one embedding model).
     #[serde(rename = "model")]
     pub models: Vec<ModelSection>,
+    /// `sha256:<hex>` of the configuration text (measured at start).
+    #[serde(skip)]
+    pub digest: String,
 }
 
 fn default_listen() -> SocketAddr {
@@ -91,6 +100,10 @@ pub struct TeeSection {
     /// Must be `true` for `kind = "sim"`: simulated evidence proves nothing.
     #[serde(default)]
     pub danger_simulated: bool,
+    /// TDX: the kernel's measurement files (default
+    /// `/sys/devices/virtual/misc/tdx_guest/measurements`), where RTMR3 is extended.
+    #[serde(default)]
+    pub measurements_dir: Option<PathBuf>,
 }
 
 /// `[api]`.
@@ -152,16 +165,27 @@ pub enum ServeError {
         /// Why.
         reason: String,
     },
+    /// A measurement could not be recorded (the runtime does not go on unmeasured).
+    #[error("measured boot: {0}")]
+    Measure(String),
+    /// The attested TLS certificate could not be made.
+    #[error("attested TLS: {0}")]
+    Tls(String),
     /// I/O.
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
 
+fn measure_err(e: crate::AttestError) -> ServeError {
+    ServeError::Measure(e.to_string())
+}
+
 impl ServeConfig {
     /// Parses and checks a configuration.
     pub fn from_toml(text: &str) -> Result<Self, ServeError> {
-        let cfg: Self = toml::from_str(text).map_err(|e| ServeError::Config(e.to_string()))?;
+        let mut cfg: Self = toml::from_str(text).map_err(|e| ServeError::Config(e.to_string()))?;
         cfg.check()?;
+        cfg.digest = crate::measure::bytes_digest(text.as_bytes());
         Ok(cfg)
     }
 
@@ -245,13 +269,17 @@ async fn fetch_key(
     name: &str,
     digest: &str,
     patience: Duration,
+    ear: &RwLock<Option<String>>,
 ) -> Result<veil_seal::DataKey, ServeError> {
     let path = veil_kbs::model_key_path(digest);
     let started = tokio::time::Instant::now();
     let mut delay = Duration::from_millis(250);
     loop {
-        match kbs.fetch(evidence, &path).await {
-            Ok(bytes) => {
+        match kbs.fetch_with_token(evidence, &path).await {
+            Ok((bytes, token)) => {
+                if let Ok(mut t) = ear.write() {
+                    *t = Some(token);
+                }
                 let arr: Zeroizing<[u8; 32]> = Zeroizing::new(bytes.as_slice().try_into().map_err(|_| {
                     ServeError::KeyRelease { name: name.into(), reason: "the released key is not 32 bytes".into() }
                 })?);
@@ -281,6 +309,7 @@ pub async fn load_model(
     kbs: &KbsClient,
     evidence: &EvidenceProvider,
     patience: Duration,
+    ear: &RwLock<Option<String>>,
 ) -> Result<(Loaded, Engine), ServeError> {
     let name = section.name.clone();
     let signer_pem =
@@ -291,8 +320,16 @@ pub async fn load_model(
         .map_err(|e| ServeError::Config(e.to_string()))?
         .map_err(bundle_err(&name))?;
     let digest = opened.manifest_digest();
-    info!(model = %name, manifest = %digest, signer = %opened.signer(), "bundle signature verified");
-    let key = fetch_key(kbs, evidence, &name, &digest, patience).await?;
+    let signer = opened.signer().to_owned();
+    info!(model = %name, manifest = %digest, signer = %signer, "bundle signature verified");
+    if let Some(m) = evidence.measurer() {
+        use veil_attestation::runtime_log::types;
+        m.record(types::MODEL_MANIFEST, &digest).map_err(measure_err)?;
+        m.record(types::MODEL_SIGNER, &signer).map_err(measure_err)?;
+        m.record(types::MODEL_CARD, &crate::measure::bytes_digest(opened.card().text.as_bytes()))
+            .map_err(measure_err)?;
+    }
+    let key = fetch_key(kbs, evidence, &name, &digest, patience, ear).await?;
     info!(model = %name, "model key released by the broker");
     let kind = section.kind;
     let n = name.clone();
@@ -336,7 +373,7 @@ pub async fn load_model(
     .await
     .map_err(|e| ServeError::Config(e.to_string()))??;
     info!(model = %name, "model loaded; plaintext wiped");
-    Ok((Loaded { section: section.clone(), manifest_digest: digest, signer: String::new() }, engine))
+    Ok((Loaded { section: section.clone(), manifest_digest: digest, signer }, engine))
 }
 
 /// A model's inference engine.
@@ -355,6 +392,8 @@ pub struct Serving {
     pub models: RwLock<Vec<(Loaded, Engine)>>,
     /// Models dropped after a refusal, with the broker's reason.
     pub withdrawn: RwLock<Vec<(String, String)>>,
+    /// The broker's latest EAR attestation token for this runtime.
+    pub ear_token: RwLock<Option<String>>,
 }
 
 /// Re-attests every `interval`: each model's key must still be released. A refusal
@@ -367,8 +406,12 @@ pub async fn reattest_loop(serving: Arc<Serving>, kbs: KbsClient, evidence: Arc<
             serving.models.read().map(|m| m.iter().map(|(l, _)| l.clone()).collect()).unwrap_or_default();
         for l in current {
             let path = veil_kbs::model_key_path(&l.manifest_digest);
-            match kbs.fetch(&evidence, &path).await {
-                Ok(_key) => {}
+            match kbs.fetch_with_token(&evidence, &path).await {
+                Ok((_key, token)) => {
+                    if let Ok(mut t) = serving.ear_token.write() {
+                        *t = Some(token);
+                    }
+                }
                 Err(e @ KbsClientError::Refused { .. }) => {
                     error!(model = %l.section.name, reason = %e, "the broker no longer releases this model's key; withdrawing it");
                     if let Ok(mut m) = serving.models.write() {
@@ -433,15 +476,46 @@ impl RuntimeKey {
     }
 }
 
-/// A self-signed certificate for the runtime key, for `localhost` and 127.0.0.1; writes
-/// it (public) to `state_dir/tls.crt` and returns the rustls configuration and the
-/// certificate's SHA-256 fingerprint.
-pub fn tls_config(key: &RuntimeKey, state_dir: &Path) -> Result<(Arc<rustls::ServerConfig>, String), ServeError> {
-    let kp = rcgen::KeyPair::try_from(key.pkcs8.as_slice()).map_err(|e| ServeError::Config(format!("TLS key: {e}")))?;
-    let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-        .map_err(|e| ServeError::Config(format!("TLS certificate: {e}")))?;
+/// The RA-TLS evidence extension for the runtime key ([`veil_kbs::ratls`]): evidence
+/// whose report data binds the key as `tee-pubkey`, with nonce
+/// `veil-ra-tls/v1:<unix seconds>`, the composite TPM quote and the event log. Blocks
+/// while the TEE answers.
+pub fn certificate_evidence(key: &RuntimeKey, evidence: &EvidenceProvider) -> Result<Vec<u8>, ServeError> {
+    let tls = |e: &dyn std::fmt::Display| ServeError::Tls(e.to_string());
+    let kp = rcgen::KeyPair::try_from(key.pkcs8.as_slice()).map_err(|e| tls(&e))?;
+    let spki = rcgen::PublicKeyData::subject_public_key_info(&kp);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_err(|e| tls(&e))?.as_secs();
+    let runtime_data =
+        veil_kbs::RuntimeData { nonce: format!("{}{now}", veil_kbs::ratls::NONCE_PREFIX), tee_pubkey: key.jwk.clone() };
+    let produced = evidence.produce(&runtime_data).map_err(|e| tls(&e))?;
+    let tee = evidence.tee().map_err(|e| tls(&e))?;
+    let att = veil_kbs::Attestation { init_data: None, runtime_data, tee_evidence: produced.evidence };
+    veil_kbs::ratls::encode(tee, &produced.raw, &spki, &att).map_err(|e| tls(&e))
+}
+
+/// A self-signed certificate for the runtime key, for `localhost` and 127.0.0.1, carrying
+/// `ratls_extension` (the evidence, [`certificate_evidence`]); writes it (public) to
+/// `state_dir/tls.crt` and returns the rustls configuration and the certificate's
+/// SHA-256 fingerprint.
+pub fn tls_config(
+    key: &RuntimeKey,
+    state_dir: &Path,
+    ratls_extension: Vec<u8>,
+) -> Result<(Arc<rustls::ServerConfig>, String), ServeError> {
+    let tls = |e: &dyn std::fmt::Display| ServeError::Tls(e.to_string());
+    let kp = rcgen::KeyPair::try_from(key.pkcs8.as_slice()).map_err(|e| tls(&e))?;
+    let mut params =
+        rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).map_err(|e| tls(&e))?;
     params.distinguished_name.push(rcgen::DnType::CommonName, "veil runtime");
-    let cert = params.self_signed(&kp).map_err(|e| ServeError::Config(format!("TLS certificate: {e}")))?;
+    // Valid from a minute ago (clock skew) for a year; what vouches for the key is the
+    // evidence, and clients that need freshness ask `/v1/attestation` with a nonce.
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now.checked_sub(time::Duration::minutes(1)).unwrap_or(now);
+    params.not_after = now.checked_add(time::Duration::days(365)).unwrap_or(now);
+    params
+        .custom_extensions
+        .push(rcgen::CustomExtension::from_oid_content(&veil_kbs::ratls::OID_TAGGED_EVIDENCE, ratls_extension));
+    let cert = params.self_signed(&kp).map_err(|e| tls(&e))?;
     std::fs::create_dir_all(state_dir)?;
     std::fs::write(state_dir.join("tls.crt"), cert.pem())?;
     let fp = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(cert.der()));
@@ -449,10 +523,10 @@ pub fn tls_config(key: &RuntimeKey, state_dir: &Path) -> Result<(Arc<rustls::Ser
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| ServeError::Config(e.to_string()))?
+        .map_err(|e| tls(&e))?
         .with_no_client_auth()
         .with_single_cert(vec![cert.der().clone()], der_key)
-        .map_err(|e| ServeError::Config(e.to_string()))?;
+        .map_err(|e| tls(&e))?;
     Ok((Arc::new(cfg), fp))
 }
 
@@ -473,9 +547,16 @@ pub async fn run(
         None => None,
     };
     let kbs = KbsClient::new(&cfg.kbs.url, ca.as_deref()).map_err(|e| ServeError::Config(e.to_string()))?;
+    if let Some(m) = evidence.measurer() {
+        use veil_attestation::runtime_log::types;
+        let exe = std::env::current_exe()?;
+        m.record(types::BINARY, &crate::measure::file_digest(&exe).map_err(measure_err)?).map_err(measure_err)?;
+        m.record(types::CONFIG, &cfg.digest).map_err(measure_err)?;
+        info!(registers = ?m.registers(), "runtime binary and configuration measured");
+    }
     let serving = Arc::new(Serving::default());
     for m in &cfg.models {
-        let loaded = load_model(m, &kbs, &evidence, BOOT_PATIENCE).await?;
+        let loaded = load_model(m, &kbs, &evidence, BOOT_PATIENCE, &serving.ear_token).await?;
         serving.models.write().map_err(|_| ServeError::Config("lock poisoned".into()))?.push(loaded);
     }
     let key = RuntimeKey::generate()?;
@@ -503,7 +584,14 @@ pub async fn run(
         evidence.clone(),
         Duration::from_secs(cfg.reattest_secs),
     ));
-    let (tls, fp) = tls_config(&key, &cfg.state_dir)?;
+    let key = Arc::new(key);
+    let ext = {
+        let (key, evidence) = (key.clone(), evidence.clone());
+        tokio::task::spawn_blocking(move || certificate_evidence(&key, &evidence))
+            .await
+            .map_err(|e| ServeError::Tls(e.to_string()))??
+    };
+    let (tls, fp) = tls_config(&key, &cfg.state_dir, ext)?;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
     let addr = listener.local_addr()?;

@@ -7,11 +7,12 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use veil_attestation::azure::{AzSnpEvidence, AzSnpVtpmVerifier, AzTdxEvidence, AzTdxVtpmVerifier};
+use veil_attestation::runtime_log::{self, Event, RuntimeLog};
 use veil_attestation::snp::{SnpEvidence, SnpVerifier};
 use veil_attestation::tdx::{Collateral, TdxEvidence, TdxVerifier};
 use veil_attestation::tpm::{HashAlg, PcrValues, TpmClaims, TpmEvidence as AttTpmEvidence, TpmVerifier};
 use veil_attestation::verify::{Claims, Options, VerifiedEvidence, Verifier as _};
-use veil_kbs::evidence::{ADDITIONAL_TPM, TpmEvidence};
+use veil_kbs::evidence::{ADDITIONAL_EVENT_LOG, ADDITIONAL_TPM, TpmEvidence};
 use veil_kbs::{Attestation, Tee};
 
 /// Why evidence was refused: the class goes to the client, the detail to the log.
@@ -50,6 +51,9 @@ pub struct Appraised {
     /// composite TPM evidence. Absent from the policy input when there is none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tpm: Option<TpmSummary>,
+    /// Veil's runtime event log, when the evidence carried one, after it was checked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runtime_events: Option<RuntimeEvents>,
     /// The report data, hex.
     pub report_data: String,
     /// Everything the verifier established.
@@ -68,6 +72,19 @@ pub enum InitDataRule {
     /// PCR 8 is `SHA-256(0^32 ‖ SHA-256 digest)`: one extend from reset, as
     /// Trustee's TPM and Azure vTPM verifiers check it.
     Pcr8,
+}
+
+/// A runtime event log that passed verification, and what vouches for it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RuntimeEvents {
+    /// `registers`: the log replays to the runtime registers the verified evidence
+    /// reports (TDX RTMR3, TPM PCR 23). `report-data`: the evidence reports no runtime
+    /// register (SEV-SNP without a TPM), so only the report data, which covers the
+    /// additional evidence, binds the log: it says what the launch-measured runtime
+    /// chose to log, no more.
+    pub bound_by: &'static str,
+    /// The events, in log order.
+    pub events: Vec<Event>,
 }
 
 /// What the policies see of a verified TPM quote.
@@ -213,20 +230,35 @@ fn verify_tpm_json(ev: &TpmEvidence, nonce: &[u8], base: &Options) -> Result<Ver
 /// Veil's composition: `additional_evidence` is `""` or a JSON object string whose only
 /// key Veil accepts is `"tpm"`. Anything else is refused rather than ignored, so no
 /// policy can believe unverified evidence was checked.
-fn composite_tpm(additional: &str) -> Result<Option<TpmEvidence>, Refusal> {
+/// Veil's additional evidence: `{"tpm": <TPM evidence>, "event-log": "<JSON lines>"}`,
+/// each optional. Any other key is refused, not ignored.
+#[derive(Default)]
+struct Additional {
+    tpm: Option<TpmEvidence>,
+    event_log: Option<RuntimeLog>,
+}
+
+fn additional(additional: &str) -> Result<Additional, Refusal> {
+    let mut out = Additional::default();
     if additional.is_empty() {
-        return Ok(None);
+        return Ok(out);
     }
     let map: BTreeMap<String, Value> =
         serde_json::from_str(additional).map_err(|e| refuse(format!("additional evidence: {e}")))?;
-    let mut tpm = None;
     for (k, v) in map {
-        if k != ADDITIONAL_TPM {
-            return Err(refuse(format!("additional evidence for {k:?} is not supported by this broker")));
+        match k.as_str() {
+            ADDITIONAL_TPM => {
+                out.tpm = Some(serde_json::from_value(v).map_err(|e| refuse(format!("additional tpm evidence: {e}")))?);
+            }
+            ADDITIONAL_EVENT_LOG => {
+                let text = v.as_str().ok_or_else(|| refuse("additional event-log: not a string"))?;
+                out.event_log =
+                    Some(RuntimeLog::parse(text.as_bytes()).map_err(|e| refuse(format!("additional event-log: {e}")))?);
+            }
+            _ => return Err(refuse(format!("additional evidence for {k:?} is not supported by this broker"))),
         }
-        tpm = Some(serde_json::from_value(v).map_err(|e| refuse(format!("additional tpm evidence: {e}")))?);
     }
-    Ok(tpm)
+    Ok(out)
 }
 
 impl Verifiers {
@@ -240,9 +272,12 @@ impl Verifiers {
     ) -> Result<Appraised, Refusal> {
         let base = Options::at(time::OffsetDateTime::now_utc()).danger_trust_simulator(trust_simulator);
         let primary = &att.tee_evidence.primary_evidence;
-        let composite = composite_tpm(&att.tee_evidence.additional_evidence)?;
-        if composite.is_some() && !matches!(tee, Tee::Snp | Tee::Tdx) {
+        let extra = additional(&att.tee_evidence.additional_evidence)?;
+        if extra.tpm.is_some() && !matches!(tee, Tee::Snp | Tee::Tdx) {
             return Err(refuse(format!("additional TPM evidence is accepted with snp or tdx, not {tee}")));
+        }
+        if extra.event_log.is_some() && tee == Tee::Sample {
+            return Err(refuse("an event log is not accepted with sample evidence"));
         }
         // The runtime-data hash (SHA-384, 48 bytes) before padding: what Azure's vTPM
         // quote carries as its qualifying data.
@@ -286,7 +321,8 @@ impl Verifiers {
             other => return Err(refuse(format!("TEE type {other} is not supported by this broker"))),
         };
         let mut a = appraise(tee, &verified, expected)?;
-        if let Some(tpm) = composite {
+        let mut registers = runtime_log::registers_of(&verified).map_err(|e| refuse(e.to_string()))?;
+        if let Some(tpm) = extra.tpm {
             let qd = veil_kbs::tpm_qualifying_data(&att.runtime_data).map_err(|e| refuse(e.to_string()))?;
             let v = verify_tpm_json(&tpm, &qd, &base).map_err(|r| refuse(format!("additional {}", r.detail)))?;
             if let Claims::Tpm(c) = v.claims() {
@@ -297,6 +333,15 @@ impl Verifiers {
             if let Value::Object(m) = &mut a.claims {
                 m.insert("tpm".into(), serde_json::to_value(&v).map_err(|e| refuse(e.to_string()))?);
             }
+            registers.extend(runtime_log::registers_of(&v).map_err(|e| refuse(e.to_string()))?);
+        }
+        if let Some(log) = extra.event_log {
+            a.runtime_events = Some(if registers.is_empty() {
+                RuntimeEvents { bound_by: "report-data", events: log.events().to_vec() }
+            } else {
+                let v = log.verify_registers(&registers).map_err(|e| refuse(format!("event log: {e}")))?;
+                RuntimeEvents { bound_by: "registers", events: v.events().to_vec() }
+            });
         }
         Ok(a)
     }
@@ -380,6 +425,7 @@ fn sample(primary: &Value, expected: &[u8; 64], trust_simulator: bool) -> Result
         init_data: None,
         init_data_rule: InitDataRule::LaunchField,
         tpm: None,
+        runtime_events: None,
         report_data: hex::encode(expected),
         claims: serde_json::json!({"svn": p.svn}),
         not_evaluated: vec!["everything: sample evidence is unsigned".into()],
@@ -422,6 +468,7 @@ fn appraise(tee: Tee, verified: &VerifiedEvidence, expected: &[u8; 64]) -> Resul
         init_data: None,
         init_data_rule: InitDataRule::LaunchField,
         tpm: None,
+        runtime_events: None,
         report_data: hex::encode(expected),
         claims,
         not_evaluated: verified.not_evaluated_items().to_vec(),
@@ -557,14 +604,24 @@ mod tests {
     }
 
     #[test]
-    fn additional_evidence_accepts_only_tpm() {
-        assert!(composite_tpm("").unwrap().is_none());
-        let e = composite_tpm(r#"{"nvidia": {}}"#).unwrap_err();
+    fn additional_evidence_accepts_only_tpm_and_the_event_log() {
+        let none = additional("").unwrap();
+        assert!(none.tpm.is_none() && none.event_log.is_none());
+        let e = additional(r#"{"nvidia": {}}"#).err().unwrap();
         assert!(e.detail.contains("nvidia"), "{e}");
-        assert!(composite_tpm("not json").is_err());
-        assert!(composite_tpm(r#"{"tpm": {"ak_public": "x"}}"#).is_err());
+        assert!(additional("not json").is_err());
+        assert!(additional(r#"{"tpm": {"ak_public": "x"}}"#).is_err());
         let ok = r#"{"tpm": {"ak_public": "AA==", "tpm_quote": {"signature": "", "message": "", "pcrs": []}}}"#;
-        assert!(composite_tpm(ok).unwrap().is_some());
+        assert!(additional(ok).unwrap().tpm.is_some());
+        // The event log is a string of JSON lines; anything else is refused with a reason.
+        let e = additional(r#"{"event-log": 7}"#).err().unwrap();
+        assert!(e.detail.contains("not a string"), "{e}");
+        let e = additional(r#"{"event-log": "{\"register\": \"rtmr9\"}"}"#).err().unwrap();
+        assert!(e.detail.contains("event-log"), "{e}");
+        let line =
+            serde_json::to_string(&Event::new(runtime_log::Register::VEIL_RTMR, "veil.binary", "sha256:00")).unwrap();
+        let ok = serde_json::json!({ "event-log": line }).to_string();
+        assert_eq!(additional(&ok).unwrap().event_log.unwrap().events().len(), 1);
     }
 
     /// Trustee TPM evidence with PCR values that do not line up with the quote's

@@ -1,0 +1,359 @@
+//! The relying party's side of attested TLS: verifies a Veil runtime's RA-TLS
+//! certificate ([`veil_kbs::ratls`]) and, as a rustls [`ServerCertVerifier`], refuses
+//! the handshake unless the evidence verifies and satisfies the client's policy —
+//! before a single byte of a prompt is sent.
+//!
+//! ```text
+//!   certificate ─► extension 2.23.133.5.4.9 ─► #6.tag([raw, claims])
+//!     1. pubkey-hash        == SHA-256(the certificate's DER SubjectPublicKeyInfo)
+//!     2. runtime-data        nonce starts "veil-ra-tls/v1:", tee-pubkey == the certificate's key
+//!     3. report data         == SHA-384(JCS{additional-evidence, nonce, tee-pubkey}) ‖ 0^16
+//!        evidence            verified to AMD / Intel roots (simulated roots only if allowed),
+//!                            composite TPM quote and event log checked (the broker's verifier)
+//!     4. raw                 == the report / quote that verified
+//!     5. policy              measurements, debug, models and signers the event log names
+//!   then the TLS 1.3 handshake signature is checked with the certificate's key.
+//! ```
+//!
+//! The server name is not checked: what identifies the server is its evidence, not a
+//! DNS name, and the certificate is self-signed by design.
+
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use veil_kbs::ratls::{self, CertEvidence};
+use veil_kbs::{Tee, TeePubKey};
+
+use crate::kbs::evidence::{Appraised, Verifiers};
+
+/// Why a runtime's certificate was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CertRefusal {
+    /// Not a certificate, or no usable evidence extension.
+    #[error("certificate: {0}")]
+    Certificate(String),
+    /// The extension is malformed.
+    #[error(transparent)]
+    Extension(#[from] ratls::RaTlsError),
+    /// The evidence does not bind this certificate's key.
+    #[error("binding: {0}")]
+    Binding(String),
+    /// The evidence did not verify.
+    #[error("evidence: {0}")]
+    Evidence(String),
+    /// The evidence verified, but the client's policy refuses it.
+    #[error("policy: {0}")]
+    Policy(String),
+}
+
+/// What a client requires of a runtime.
+#[derive(Debug, Clone, Default)]
+pub struct ClientPolicy {
+    /// Accept evidence chained to the simulator's roots. Never in production; the
+    /// verified result then says `simulated: true`.
+    pub danger_trust_simulator: bool,
+    /// Accept a debug guest.
+    pub allow_debug: bool,
+    /// Allowed launch measurements (SNP MEASUREMENT / TDX MRTD, hex). Empty: any.
+    pub measurements: Vec<String>,
+    /// Model manifest digests (`sha256:<hex>`) the event log must show loaded.
+    pub models: Vec<String>,
+    /// Model signers (`sha256:<hex>`): every loaded model's signer must be one of these.
+    /// Empty: any.
+    pub signers: Vec<String>,
+}
+
+/// A certificate that passed.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VerifiedRuntime {
+    /// The verified evidence and its event log.
+    pub appraisal: Appraised,
+    /// SHA-256 of the certificate, hex (pin it for later connections).
+    pub certificate_sha256: String,
+    /// The certificate evidence's issue time (from the runtime-data nonce), Unix seconds.
+    pub issued_at: u64,
+    /// The certificate's key, as the runtime data names it.
+    pub tee_pubkey: TeePubKey,
+}
+
+/// The certificate's EC P-256 point, checked against the JWK in the runtime data.
+fn check_key(jwk: &TeePubKey, spki_key: &[u8]) -> Result<(), CertRefusal> {
+    let TeePubKey::EC { crv, x, y, .. } = jwk else {
+        return Err(CertRefusal::Binding("tee-pubkey is not an EC key".into()));
+    };
+    if crv != "P-256" {
+        return Err(CertRefusal::Binding(format!("tee-pubkey curve {crv}, expected P-256")));
+    }
+    let dec =
+        |s: &str| URL_SAFE_NO_PAD.decode(s).map_err(|_| CertRefusal::Binding("tee-pubkey is not base64url".into()));
+    let mut point = vec![4u8];
+    point.extend(dec(x)?);
+    point.extend(dec(y)?);
+    if point != spki_key {
+        return Err(CertRefusal::Binding("tee-pubkey in the runtime data is not the certificate's key".into()));
+    }
+    Ok(())
+}
+
+/// The raw evidence element must be the report / quote inside the verified JSON.
+fn check_raw(ev: &CertEvidence) -> Result<(), CertRefusal> {
+    let primary = &ev.attestation.tee_evidence.primary_evidence;
+    let inner = match ev.tee {
+        Tee::Snp => veil_attestation::snp::json::report_from_trustee_value(primary)
+            .map_err(|e| CertRefusal::Evidence(e.to_string()))?,
+        Tee::Tdx => primary
+            .get("quote")
+            .and_then(serde_json::Value::as_str)
+            .and_then(|q| STANDARD.decode(q).ok())
+            .ok_or_else(|| CertRefusal::Evidence("tdx evidence without a base64 quote".into()))?,
+        other => return Err(CertRefusal::Evidence(format!("TEE {other:?} in a certificate"))),
+    };
+    if inner != ev.raw {
+        return Err(CertRefusal::Binding("the raw evidence differs from the evidence that verified".into()));
+    }
+    Ok(())
+}
+
+fn check_policy(a: &Appraised, policy: &ClientPolicy) -> Result<(), CertRefusal> {
+    let refuse = |m: String| Err(CertRefusal::Policy(m));
+    if a.debug && !policy.allow_debug {
+        return refuse("the runtime is a debug guest".into());
+    }
+    if !policy.measurements.is_empty() {
+        let m = a.measurement.clone().unwrap_or_default();
+        if !policy.measurements.iter().any(|x| x.eq_ignore_ascii_case(&m)) {
+            return refuse(format!("launch measurement {m} is not one of the allowed"));
+        }
+    }
+    if policy.models.is_empty() && policy.signers.is_empty() {
+        return Ok(());
+    }
+    let Some(events) = &a.runtime_events else {
+        return refuse("the evidence carries no event log, so it cannot say which models are loaded".into());
+    };
+    let of = |ty: &str| -> Vec<&str> {
+        events.events.iter().filter(|e| e.event_type == ty).map(|e| e.content.as_str()).collect()
+    };
+    use veil_attestation::runtime_log::types;
+    let loaded = of(types::MODEL_MANIFEST);
+    for want in &policy.models {
+        if !loaded.iter().any(|l| l.eq_ignore_ascii_case(want)) {
+            return refuse(format!("model {want} is not in the runtime's event log"));
+        }
+    }
+    if !policy.signers.is_empty() {
+        for s in of(types::MODEL_SIGNER) {
+            if !policy.signers.iter().any(|x| x.eq_ignore_ascii_case(s)) {
+                return refuse(format!("a loaded model is signed by {s}, not an allowed signer"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Verifies a runtime certificate (DER) against `policy`.
+pub fn verify_certificate(
+    cert_der: &[u8],
+    policy: &ClientPolicy,
+    verifiers: &Verifiers,
+    now: time::OffsetDateTime,
+) -> Result<VerifiedRuntime, CertRefusal> {
+    let (rest, cert) =
+        x509_parser::parse_x509_certificate(cert_der).map_err(|e| CertRefusal::Certificate(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(CertRefusal::Certificate("trailing bytes after the certificate".into()));
+    }
+    let validity = cert.validity();
+    if now < validity.not_before.to_datetime() || now > validity.not_after.to_datetime() {
+        return Err(CertRefusal::Certificate("outside its validity period".into()));
+    }
+    let oid = x509_parser::oid_registry::Oid::from(&ratls::OID_TAGGED_EVIDENCE)
+        .map_err(|_| CertRefusal::Certificate("OID".into()))?;
+    let mut found = cert.extensions().iter().filter(|e| e.oid == oid);
+    let (Some(ext), None) = (found.next(), found.next()) else {
+        return Err(CertRefusal::Certificate("not exactly one RA-TLS evidence extension (2.23.133.5.4.9)".into()));
+    };
+    let spki = cert.public_key();
+    let ev = ratls::decode(ext.value)?;
+    if !ratls::pubkey_hash_matches(&ev.pubkey_hash, spki.raw) {
+        return Err(CertRefusal::Binding("pubkey-hash is not the hash of the certificate's public key".into()));
+    }
+    let rd = &ev.attestation.runtime_data;
+    let issued_at =
+        rd.nonce.strip_prefix(ratls::NONCE_PREFIX).and_then(|t| t.parse::<u64>().ok()).ok_or_else(|| {
+            CertRefusal::Binding(format!("runtime-data nonce is not {}<seconds>", ratls::NONCE_PREFIX))
+        })?;
+    check_key(&rd.tee_pubkey, &spki.subject_public_key.data)?;
+    let expected = veil_kbs::report_data(rd, &ev.attestation.tee_evidence.additional_evidence)
+        .map_err(|e| CertRefusal::Binding(e.to_string()))?;
+    let appraisal = verifiers
+        .verify(ev.tee, &ev.attestation, &expected, policy.danger_trust_simulator)
+        .map_err(|r| CertRefusal::Evidence(r.detail))?;
+    check_raw(&ev)?;
+    check_policy(&appraisal, policy)?;
+    let certificate_sha256 = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, cert_der));
+    Ok(VerifiedRuntime { appraisal, certificate_sha256, issued_at, tee_pubkey: rd.tee_pubkey.clone() })
+}
+
+/// Checks a runtime's `GET /v1/attestation?nonce=<nonce_hex>` answer: evidence made now
+/// for the caller's nonce, binding the key of the certificate that already verified
+/// (so the TLS session is with the same attested runtime), and passing `policy`.
+pub fn verify_fresh(
+    body: &serde_json::Value,
+    nonce_hex: &str,
+    cert: &VerifiedRuntime,
+    policy: &ClientPolicy,
+    verifiers: &Verifiers,
+) -> Result<Appraised, CertRefusal> {
+    let field = |k: &str| body.get(k).ok_or_else(|| CertRefusal::Evidence(format!("the answer has no {k:?}")));
+    let tee: Tee = serde_json::from_value(field("tee")?.clone()).map_err(|e| CertRefusal::Evidence(e.to_string()))?;
+    let att = veil_kbs::Attestation {
+        init_data: None,
+        runtime_data: serde_json::from_value(field("runtime-data")?.clone())
+            .map_err(|e| CertRefusal::Evidence(format!("runtime-data: {e}")))?,
+        tee_evidence: serde_json::from_value(field("tee-evidence")?.clone())
+            .map_err(|e| CertRefusal::Evidence(format!("tee-evidence: {e}")))?,
+    };
+    if !att.runtime_data.nonce.eq_ignore_ascii_case(nonce_hex) {
+        return Err(CertRefusal::Binding("the evidence is not for this nonce".into()));
+    }
+    let same_key =
+        serde_json::to_value(&att.runtime_data.tee_pubkey).ok() == serde_json::to_value(&cert.tee_pubkey).ok();
+    if !same_key {
+        return Err(CertRefusal::Binding("the fresh evidence binds another key than the TLS certificate's".into()));
+    }
+    let expected = veil_kbs::report_data(&att.runtime_data, &att.tee_evidence.additional_evidence)
+        .map_err(|e| CertRefusal::Binding(e.to_string()))?;
+    let appraisal = verifiers
+        .verify(tee, &att, &expected, policy.danger_trust_simulator)
+        .map_err(|r| CertRefusal::Evidence(r.detail))?;
+    check_policy(&appraisal, policy)?;
+    Ok(appraisal)
+}
+
+/// A rustls verifier that accepts a server only if its certificate's evidence passes
+/// [`verify_certificate`]. One certificate is verified once per verifier and then
+/// recognised by its bytes.
+pub struct RaTlsVerifier {
+    policy: ClientPolicy,
+    verifiers: Verifiers,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    last: Mutex<Option<(Vec<u8>, VerifiedRuntime)>>,
+}
+
+impl std::fmt::Debug for RaTlsVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaTlsVerifier").field("policy", &self.policy).finish_non_exhaustive()
+    }
+}
+
+impl RaTlsVerifier {
+    /// A verifier enforcing `policy`.
+    pub fn new(policy: ClientPolicy) -> Self {
+        Self {
+            policy,
+            verifiers: Verifiers::default(),
+            provider: Arc::new(rustls::crypto::ring::default_provider()),
+            last: Mutex::new(None),
+        }
+    }
+
+    /// The evidence verifiers (for [`verify_fresh`]).
+    pub fn verifiers(&self) -> &Verifiers {
+        &self.verifiers
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &ClientPolicy {
+        &self.policy
+    }
+
+    /// The last accepted certificate, DER.
+    pub fn verified_der(&self) -> Option<Vec<u8>> {
+        self.last.lock().ok().and_then(|l| l.as_ref().map(|(d, _)| d.clone()))
+    }
+
+    /// What the last accepted certificate proved.
+    pub fn verified(&self) -> Option<VerifiedRuntime> {
+        self.last.lock().ok().and_then(|l| l.as_ref().map(|(_, v)| v.clone()))
+    }
+
+    /// A rustls client configuration (TLS 1.3) that uses this verifier.
+    pub fn client_config(self: &Arc<Self>) -> Result<rustls::ClientConfig, rustls::Error> {
+        Ok(rustls::ClientConfig::builder_with_provider(self.provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .dangerous()
+            .with_custom_certificate_verifier(self.clone())
+            .with_no_client_auth())
+    }
+}
+
+impl ServerCertVerifier for RaTlsVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let der = end_entity.as_ref();
+        if let Ok(last) = self.last.lock()
+            && last.as_ref().is_some_and(|(d, _)| d.as_slice() == der)
+        {
+            return Ok(ServerCertVerified::assertion());
+        }
+        let now = i64::try_from(now.as_secs())
+            .ok()
+            .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
+            .ok_or_else(|| rustls::Error::General("clock".into()))?;
+        match verify_certificate(der, &self.policy, &self.verifiers, now) {
+            Ok(v) => {
+                if v.appraisal.simulated {
+                    tracing::warn!("the runtime's evidence is SIMULATED: accepted only because the policy says so");
+                }
+                if let Ok(mut last) = self.last.lock() {
+                    *last = Some((der.to_vec(), v));
+                }
+                Ok(ServerCertVerified::assertion())
+            }
+            Err(e) => {
+                Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(Arc::new(e)))))
+            }
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Fuzz entry: an untrusted certificate through the whole check. Must never panic.
+#[doc(hidden)]
+pub fn fuzz_certificate(data: &[u8]) {
+    let policy = ClientPolicy { danger_trust_simulator: true, ..ClientPolicy::default() };
+    let _ = verify_certificate(data, &policy, &Verifiers::default(), time::OffsetDateTime::now_utc());
+}
