@@ -12,6 +12,7 @@ use veil_cli::cases::CaseFile;
 use veil_cli::outcome::{judge, to_json};
 use veil_cli::run::{Inputs, parse_hex, parse_time};
 
+mod audit;
 mod kbs;
 mod model;
 mod sealing;
@@ -52,6 +53,9 @@ enum Command {
     /// Verify a serving runtime before sending it anything: its RA-TLS certificate's
     /// evidence, then fresh evidence for a random nonce.
     VerifyRuntime(Box<verify_runtime::VerifyRuntimeCmd>),
+    /// The runtime's request audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -227,6 +231,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Kbs(cmd) => kbs::run(cmd),
         Command::Serve(cmd) => serve::run_serve(cmd),
         Command::VerifyRuntime(cmd) => verify_runtime::run(*cmd),
+        Command::Audit(cmd) => audit::run(cmd),
     }
 }
 

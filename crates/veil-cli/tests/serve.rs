@@ -285,6 +285,31 @@ fn sealed_models_are_served_over_tls_and_withdrawn_on_revocation() {
         let r2 = receipt::verify(receipt_chunk["veil_receipt"].as_str().unwrap(), &rd.tee_pubkey).unwrap();
         assert_eq!(r2.resp, receipt::sha256_hex(text.as_bytes()));
         assert!(r2.seq > r1.seq);
+
+        // Both receipts are records of the audit log, under their own sequence numbers
+        // and with the same hashes; the log verifies against the certificate's key, and
+        // an edited record is named.
+        let log_path = d.join("state/audit.log");
+        let log = std::fs::read_to_string(&log_path).unwrap();
+        let records: Vec<Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        for r in [&r1, &r2] {
+            let rec = &records[r.seq as usize];
+            assert_eq!((rec["seq"].as_u64(), rec["type"].as_str()), (Some(r.seq), Some("receipt")), "{rec}");
+            assert_eq!((rec["req"].as_str(), rec["resp"].as_str()), (Some(r.req.as_str()), Some(r.resp.as_str())));
+        }
+        assert!(records.iter().any(|r| r["path"] == "/v1/attestation" && r["status"] == 400), "{log}");
+        assert!(!log.contains("Paris") && !log.contains("capital"), "the log holds request or answer text");
+        let o = veil(&["audit", "verify", log_path.to_str().unwrap(), "--cert", r.cert.to_str().unwrap()], d);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let summary: Value = serde_json::from_str(&stdout(&o)).unwrap();
+        assert_eq!(summary["runs"], 1);
+        let mut lines: Vec<String> = log.lines().map(str::to_owned).collect();
+        let i = r1.seq as usize;
+        lines[i] = lines[i].replace(&r1.resp, &receipt::sha256_hex(b"another answer"));
+        std::fs::write(d.join("edited.log"), lines.join("\n") + "\n").unwrap();
+        let o = veil(&["audit", "verify", "edited.log"], d);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(stderr(&o).contains(&format!("record at line {}", i + 2)), "{}", stderr(&o));
         assert_eq!(chunks[chunks.len() - 2]["choices"][0]["finish_reason"], "stop", "{body}");
 
         // Text completion.

@@ -62,6 +62,11 @@ impl ApiError {
         Self { status: StatusCode::BAD_REQUEST, kind: "invalid_request_error", message: message.into(), param }
     }
 
+    /// A 500 with a fixed message (details go to the log, not the client).
+    pub fn internal(message: &str) -> Self {
+        Self { status: StatusCode::INTERNAL_SERVER_ERROR, kind: "server_error", message: message.into(), param: None }
+    }
+
     fn unauthorized(message: &str) -> Self {
         Self { status: StatusCode::UNAUTHORIZED, kind: "authentication_error", message: message.into(), param: None }
     }
@@ -421,9 +426,9 @@ fn with_receipt(
         manifest: manifest.to_owned(),
         id: id.to_owned(),
         iat: now(),
-        seq: api.receipts.next_seq(),
+        seq: 0,
     };
-    let token = api.receipts.sign(&claims).map_err(internal)?;
+    let token = api.receipts.issue(claims).map_err(internal)?;
     if let Some(o) = answer.as_object_mut() {
         o.insert("veil_receipt".into(), Value::String(token.clone()));
     }
@@ -523,9 +528,15 @@ fn stream(
             manifest,
             id: rid.clone(),
             iat: now(),
-            seq: signer.next_seq(),
+            seq: 0,
         };
-        let token = signer.sign(&claims).ok()?;
+        let token = match signer.issue(claims) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "receipt");
+                return None;
+            }
+        };
         let c = json!({"id": rid, "object": if chat {"chat.completion.chunk"} else {"text_completion"},
                        "created": created, "model": rmodel, "choices": [], "veil_receipt": token});
         Some(Event::default().data(c.to_string()))

@@ -17,6 +17,7 @@
 //! [`veil_kbs::ratls`]), made after every model is loaded, so its log names them.
 
 pub mod api;
+pub mod audit;
 pub mod engine;
 pub mod receipt;
 
@@ -530,6 +531,36 @@ pub fn tls_config(
     Ok((Arc::new(cfg), fp))
 }
 
+/// How often unsigned audit records get a checkpoint.
+pub const AUDIT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Audits every answer that carries no receipt (refusals, `/v1/models`,
+/// `/v1/attestation`): its path and status. Answers with a receipt, and streams (whose
+/// receipt comes at their end), are recorded when the receipt is issued.
+async fn audit_other(
+    axum::extract::State(audit): axum::extract::State<Arc<audit::AuditLog>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let path = req.uri().path().to_owned();
+    let resp = next.run(req).await;
+    let streamed = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    if !streamed && !resp.headers().contains_key("veil-receipt") {
+        let mut rec = serde_json::Map::new();
+        rec.insert("type".into(), serde_json::Value::from("request"));
+        rec.insert("path".into(), serde_json::Value::from(path));
+        rec.insert("status".into(), serde_json::Value::from(resp.status().as_u16()));
+        if let Err(e) = audit.append(rec) {
+            error!(error = %e, "audit record failed");
+            return axum::response::IntoResponse::into_response(api::ApiError::internal("audit failed"));
+        }
+    }
+    resp
+}
+
 /// How long boot waits for an unreachable broker before giving up.
 pub const BOOT_PATIENCE: Duration = Duration::from_secs(120);
 
@@ -560,15 +591,27 @@ pub async fn run(
         serving.models.write().map_err(|_| ServeError::Config("lock poisoned".into()))?.push(loaded);
     }
     let key = RuntimeKey::generate()?;
+    std::fs::create_dir_all(&cfg.state_dir)?;
+    let audit = Arc::new(
+        audit::AuditLog::open(&cfg.state_dir.join("audit.log"), key.pkcs8(), &key.jwk)
+            .map_err(|e| ServeError::Config(e.to_string()))?,
+    );
     let api = Arc::new(api::Api {
         serving: serving.clone(),
         api_key_hashes: cfg.key_hashes()?,
         evidence: evidence.clone(),
         tee_pubkey: key.jwk.clone(),
-        receipts: Arc::new(receipt::Signer::new(key.pkcs8(), &key.jwk).map_err(|e| ServeError::Config(e.to_string()))?),
+        receipts: Arc::new(
+            receipt::Signer::new(key.pkcs8(), &key.jwk)
+                .map_err(|e| ServeError::Config(e.to_string()))?
+                .with_audit(audit.clone()),
+        ),
     });
-    let router = api::router(api).layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY)).layer(
-        axum::middleware::map_response(|mut r: axum::response::Response| async move {
+    let audited = audit.clone();
+    let router = api::router(api)
+        .layer(axum::middleware::from_fn_with_state(audited, audit_other))
+        .layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY))
+        .layer(axum::middleware::map_response(|mut r: axum::response::Response| async move {
             // An oversized body is refused before it is read; the rest of it is still on
             // the wire, so the connection cannot carry another request. Say so, or a
             // client would reuse it and see its next request fail.
@@ -576,8 +619,20 @@ pub async fn run(
                 r.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
             }
             r
-        }),
-    );
+        }));
+    let checkpoints = {
+        let audit = audit.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(AUDIT_CHECKPOINT_INTERVAL);
+            loop {
+                tick.tick().await;
+                let a = audit.clone();
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || a.checkpoint()).await {
+                    error!(error = %e, "audit checkpoint failed");
+                }
+            }
+        })
+    };
     let reattest = tokio::spawn(reattest_loop(
         serving.clone(),
         kbs.clone(),
@@ -632,6 +687,10 @@ pub async fn run(
     }
     info!("shutting down");
     reattest.abort();
+    checkpoints.abort();
+    if let Err(e) = audit.checkpoint() {
+        error!(error = %e, "final audit checkpoint failed");
+    }
     if let Ok(mut m) = serving.models.write() {
         m.clear();
     }

@@ -55,6 +55,7 @@ pub struct Signer {
     rng: ring::rand::SystemRandom,
     header: String,
     seq: AtomicU64,
+    audit: Option<std::sync::Arc<super::audit::AuditLog>>,
 }
 
 impl std::fmt::Debug for Signer {
@@ -86,7 +87,33 @@ impl Signer {
             .map_err(|_| err("the runtime key is not a P-256 PKCS#8 key"))?;
         let header = serde_json::json!({"alg": "ES256", "typ": TYP, "jwk": jwk});
         let header = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&header).map_err(|e| err(e.to_string()))?);
-        Ok(Self { key, rng, header, seq: AtomicU64::new(0) })
+        Ok(Self { key, rng, header, seq: AtomicU64::new(0), audit: None })
+    }
+
+    /// Records every issued receipt in `log`, which gives it its sequence number.
+    pub fn with_audit(mut self, log: std::sync::Arc<super::audit::AuditLog>) -> Self {
+        self.audit = Some(log);
+        self
+    }
+
+    /// Issues a receipt: appends its record to the audit log (the record's sequence
+    /// number becomes the receipt's `seq`; without a log, the counter's), then signs.
+    /// A receipt that cannot be audited is not issued.
+    pub fn issue(&self, mut claims: ReceiptClaims) -> Result<String, ReceiptError> {
+        claims.seq = match &self.audit {
+            Some(log) => {
+                let mut rec = serde_json::Map::new();
+                rec.insert("type".into(), Value::from("receipt"));
+                rec.insert("model".into(), Value::from(claims.model.clone()));
+                rec.insert("manifest".into(), Value::from(claims.manifest.clone()));
+                rec.insert("id".into(), Value::from(claims.id.clone()));
+                rec.insert("req".into(), Value::from(claims.req.clone()));
+                rec.insert("resp".into(), Value::from(claims.resp.clone()));
+                log.append(rec).map_err(|e| err(e.to_string()))?
+            }
+            None => self.next_seq(),
+        };
+        self.sign(&claims)
     }
 
     /// The next sequence number.
