@@ -67,6 +67,8 @@ pub struct EvidenceProvider {
     pub tdx_collateral: Option<Value>,
     /// The runtime's measured-boot log, sent as `additional_evidence["event-log"]`.
     measurer: Option<Arc<Measurer>>,
+    /// Init-data (TOML) this CVM was launched with, sent with every attestation.
+    init_data: Option<String>,
 }
 
 /// Evidence produced for one runtime data: what goes on the wire, the report data it
@@ -103,13 +105,13 @@ fn tpm_evidence(ak: &crate::tpm::AkInfo, quote: &crate::tpm::TpmQuote) -> veil_k
 impl EvidenceProvider {
     /// Evidence from a CPU TEE attester.
     pub fn new(attester: Arc<dyn Attester>) -> Self {
-        Self { primary: Primary::Cpu(attester), tpm: None, tdx_collateral: None, measurer: None }
+        Self { primary: Primary::Cpu(attester), tpm: None, tdx_collateral: None, measurer: None, init_data: None }
     }
 
     /// Evidence from a TPM on its own (TEE type `tpm`). A relying party can trust it
     /// only if it trusts the AK (the broker's `tpm_aks` reference values).
     pub fn tpm_only(tpm: Arc<TpmAttester>) -> Self {
-        Self { primary: Primary::Tpm(tpm), tpm: None, tdx_collateral: None, measurer: None }
+        Self { primary: Primary::Tpm(tpm), tpm: None, tdx_collateral: None, measurer: None, init_data: None }
     }
 
     /// Adds a TPM whose quote goes into `additional_evidence` beside the CPU evidence.
@@ -122,6 +124,37 @@ impl EvidenceProvider {
     pub fn with_measurer(mut self, measurer: Arc<Measurer>) -> Self {
         self.measurer = Some(measurer);
         self
+    }
+
+    /// Sends `body` (init-data TOML, whose digest the host set as HOSTDATA / MRCONFIGID)
+    /// as the attestation's `init-data`.
+    pub fn with_init_data(mut self, body: String) -> Self {
+        self.init_data = Some(body);
+        self
+    }
+
+    /// The init-data, if any.
+    pub fn init_data(&self) -> Option<&str> {
+        self.init_data.as_deref()
+    }
+
+    /// The attestation's `init-data` field.
+    pub fn init_data_field(&self) -> Option<veil_kbs::InitDataField> {
+        self.init_data.as_ref().map(|b| veil_kbs::InitDataField { format: "toml".into(), body: b.clone() })
+    }
+
+    /// The launch field init-data is bound by, read from a fresh report of this CVM:
+    /// SEV-SNP HOST_DATA (32 bytes) or TDX MRCONFIGID (48 bytes).
+    pub fn launch_field(&self) -> Result<Vec<u8>, KbsClientError> {
+        let att = |e: &dyn std::fmt::Display| KbsClientError::Attester(e.to_string());
+        let (_, raw) = self.primary_raw(&[0u8; 64])?;
+        match self.tee()? {
+            Tee::Snp => Ok(veil_attestation::snp::parse_report(&raw).map_err(|e| att(&e))?.host_data.to_vec()),
+            Tee::Tdx => {
+                Ok(veil_attestation::tdx::parse_quote(&raw).map_err(|e| att(&e))?.td_report.mr_config_id.to_vec())
+            }
+            other => Err(KbsClientError::Attester(format!("no init-data launch field for TEE {other:?}"))),
+        }
     }
 
     /// The measurer, if any.
@@ -304,7 +337,7 @@ impl KbsClient {
         let keys = TeeKeyPair::generate().map_err(|e| KbsClientError::Protocol(e.to_string()))?;
         let runtime_data = RuntimeData { nonce: challenge.nonce, tee_pubkey: keys.public().clone() };
         let produced = evidence.produce(&runtime_data)?;
-        let body = Attestation { init_data: None, runtime_data, tee_evidence: produced.evidence };
+        let body = Attestation { init_data: evidence.init_data_field(), runtime_data, tee_evidence: produced.evidence };
         let resp = check(
             self.http
                 .post(format!("{}/kbs/v0/attest", self.base))

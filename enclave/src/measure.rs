@@ -35,6 +35,8 @@ pub trait RegisterBackend: Send + Sync {
     fn register(&self) -> Register;
     /// Extends the register with `digest` (its bank's length).
     fn extend(&self, digest: &[u8]) -> Result<()>;
+    /// The register's current value.
+    fn read(&self) -> Result<Vec<u8>>;
 }
 
 /// TDX RTMR through the kernel's measurement files ([`crate::rtmr`]).
@@ -56,6 +58,9 @@ impl RegisterBackend for KernelRtmr {
             detail: format!("{} bytes, expected 48", digest.len()),
         })?;
         crate::rtmr::extend(&self.dir, self.index, d)
+    }
+    fn read(&self) -> Result<Vec<u8>> {
+        crate::rtmr::read(&self.dir, self.index).map(|v| v.to_vec())
     }
 }
 
@@ -79,12 +84,21 @@ impl RegisterBackend for TpmPcr {
         })?;
         self.tpm.extend(self.index, d)
     }
+    fn read(&self) -> Result<Vec<u8>> {
+        let values = self.tpm.read_pcrs(&[self.index])?;
+        values.get(&self.index).map(|v| v.to_vec()).ok_or_else(|| AttestError::InvalidArgument {
+            what: "PCR read",
+            detail: format!("PCR {} was not returned", self.index),
+        })
+    }
 }
 
 /// Records runtime events into every configured register and keeps the log.
 pub struct Measurer {
     backends: Vec<Box<dyn RegisterBackend>>,
     log: Mutex<RuntimeLog>,
+    /// Where the log is kept across restarts of the runtime within one boot of the CVM.
+    file: Option<Mutex<std::fs::File>>,
 }
 
 impl std::fmt::Debug for Measurer {
@@ -95,9 +109,89 @@ impl std::fmt::Debug for Measurer {
 }
 
 impl Measurer {
-    /// A measurer over `backends` (none: events are only logged, as on SNP alone).
+    /// A measurer over `backends` (none: events are only logged, as on SNP alone),
+    /// keeping its log in memory only.
     pub fn new(backends: Vec<Box<dyn RegisterBackend>>) -> Self {
-        Self { backends, log: Mutex::new(RuntimeLog::default()) }
+        Self { backends, log: Mutex::new(RuntimeLog::default()), file: None }
+    }
+
+    /// A measurer whose log is also kept in `path` (JSON lines, public), so a runtime
+    /// restarted within one boot of the CVM — its registers still holding the earlier
+    /// run's events — continues the same log instead of one that can never replay.
+    ///
+    /// At open: when every register is zero the CVM has just booted, and the log starts
+    /// afresh (a saved one is from an earlier boot). Otherwise the saved log must replay
+    /// exactly to every register's current value; if not, the registers hold events
+    /// nobody can account for, and the runtime must not start (reboot the CVM to reset
+    /// them, or restore the log). Without registers there is nothing to continue.
+    pub fn open(backends: Vec<Box<dyn RegisterBackend>>, path: &Path) -> Result<Self> {
+        let io = |op: &'static str| move |source| AttestError::Io { op, path: path.into(), source };
+        let saved = if backends.is_empty() {
+            RuntimeLog::default()
+        } else {
+            match std::fs::read(path) {
+                Ok(bytes) => RuntimeLog::parse(&bytes).map_err(|e| AttestError::Malformed {
+                    path: path.into(),
+                    detail: format!("saved event log: {e}"),
+                })?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => RuntimeLog::default(),
+                Err(e) => return Err(io("read")(e)),
+            }
+        };
+        // Registers all at zero: a fresh boot of the CVM (registers reset); whatever log an
+        // earlier boot left is stale and starts afresh.
+        let mut current = Vec::with_capacity(backends.len());
+        for b in &backends {
+            current.push(b.read()?);
+        }
+        let fresh_boot = current.iter().all(|v| v.iter().all(|b| *b == 0));
+        let saved = if fresh_boot { RuntimeLog::default() } else { saved };
+        let replayed =
+            saved.replay().map_err(|e| AttestError::Malformed { path: path.into(), detail: e.to_string() })?;
+        let ours: Vec<Register> = backends.iter().map(|b| b.register()).collect();
+        if let Some(r) = replayed.keys().find(|r| !ours.contains(r)) {
+            return Err(AttestError::Malformed {
+                path: path.into(),
+                detail: format!("the saved event log names {}, which this runtime does not extend", String::from(*r)),
+            });
+        }
+        for (b, current) in backends.iter().zip(current) {
+            let reg = b.register();
+            let want = replayed.get(&reg).cloned().unwrap_or_else(|| vec![0u8; reg.digest_len()]);
+            if current != want {
+                return Err(AttestError::Malformed {
+                    path: path.into(),
+                    detail: format!(
+                        "{} holds {}, but the saved event log replays to {}: the register carries events this \
+                         runtime has no record of; reboot the CVM (which resets it) or restore the log",
+                        String::from(reg),
+                        hex::encode(&current),
+                        hex::encode(&want)
+                    ),
+                });
+            }
+        }
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(io("open"))?;
+        if backends.is_empty() || saved.events().is_empty() {
+            file.set_len(0).map_err(io("truncate"))?;
+        } else {
+            tracing::info!(events = saved.events().len(), "continuing the saved event log of an earlier run");
+        }
+        let _ = std::io::Write::flush(&mut file);
+        Ok(Self { backends, log: Mutex::new(saved), file: Some(Mutex::new(file)) })
+    }
+
+    fn persist(&self, ev: &Event) -> Result<()> {
+        let Some(f) = &self.file else { return Ok(()) };
+        let mut line = serde_json::to_vec(ev)
+            .map_err(|e| AttestError::InvalidArgument { what: "event", detail: e.to_string() })?;
+        line.push(b'\n');
+        let mut f = f.lock().map_err(|_| AttestError::Poisoned)?;
+        std::io::Write::write_all(&mut *f, &line).map_err(|source| AttestError::Io {
+            op: "append to",
+            path: "event log".into(),
+            source,
+        })
     }
 
     /// The registers extended.
@@ -113,7 +207,9 @@ impl Measurer {
             // No runtime register: the log is bound by the report data only. The
             // event names no register it was extended into, so record it against
             // the register a TDX guest would use, with digest for that bank.
-            log.push(Event::new(Register::VEIL_RTMR, event_type, content));
+            let ev = Event::new(Register::VEIL_RTMR, event_type, content);
+            self.persist(&ev)?;
+            log.push(ev);
             return Ok(());
         }
         for b in &self.backends {
@@ -122,7 +218,10 @@ impl Measurer {
                 .digest_bytes()
                 .map_err(|e| AttestError::InvalidArgument { what: "event digest", detail: e.to_string() })?;
             b.extend(&digest)?;
+            // Extended: the event is a fact now, whether or not the file takes it.
+            let saved = self.persist(&ev);
             log.push(ev);
+            saved?;
         }
         Ok(())
     }
@@ -147,11 +246,11 @@ impl Measurer {
 
 /// `sha256:<hex>` of a file's bytes (the runtime binary, the configuration).
 pub fn file_digest(path: &Path) -> Result<String> {
-    use sha2::Digest as _;
     use std::io::Read as _;
     let mut f =
         std::fs::File::open(path).map_err(|source| AttestError::Io { op: "open", path: path.into(), source })?;
-    let mut h = sha2::Sha256::new();
+    // ring's SHA-256 is assembly: fast in every build profile (the binary may be large).
+    let mut h = ring::digest::Context::new(&ring::digest::SHA256);
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = f.read(&mut buf).map_err(|source| AttestError::Io { op: "read", path: path.into(), source })?;
@@ -160,7 +259,7 @@ pub fn file_digest(path: &Path) -> Result<String> {
         }
         h.update(buf.get(..n).unwrap_or_default());
     }
-    Ok(format!("sha256:{}", hex::encode(h.finalize())))
+    Ok(format!("sha256:{}", hex::encode(h.finish())))
 }
 
 /// `sha256:<hex>` of bytes.
@@ -185,6 +284,9 @@ mod tests {
             *v = self.0.extend(&v, digest);
             Ok(())
         }
+        fn read(&self) -> Result<Vec<u8>> {
+            Ok(self.1.lock().map_err(|_| AttestError::Poisoned)?.clone())
+        }
     }
 
     #[test]
@@ -198,6 +300,9 @@ mod tests {
             }
             fn extend(&self, d: &[u8]) -> Result<()> {
                 self.0.extend(d)
+            }
+            fn read(&self) -> Result<Vec<u8>> {
+                self.0.read()
             }
         }
         let m = Measurer::new(vec![Box::new(Shared(rtmr.clone())), Box::new(Shared(pcr.clone()))]);
@@ -226,10 +331,61 @@ mod tests {
             fn extend(&self, _: &[u8]) -> Result<()> {
                 Err(AttestError::InvalidArgument { what: "test", detail: "refused".into() })
             }
+            fn read(&self) -> Result<Vec<u8>> {
+                Ok(vec![0; 32])
+            }
         }
         let m = Measurer::new(vec![Box::new(Broken)]);
         assert!(m.record("veil.binary", "sha256:aa").is_err());
         assert_eq!(m.log_jsonl(), "");
+    }
+
+    #[test]
+    fn a_restarted_runtime_continues_the_saved_log_and_refuses_unaccounted_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("event-log.jsonl");
+        let reg = Arc::new(MemReg(Register::Pcr(23), Mutex::new(vec![0; 32])));
+        struct Shared(Arc<MemReg>);
+        impl RegisterBackend for Shared {
+            fn register(&self) -> Register {
+                self.0.register()
+            }
+            fn extend(&self, d: &[u8]) -> Result<()> {
+                self.0.extend(d)
+            }
+            fn read(&self) -> Result<Vec<u8>> {
+                self.0.read()
+            }
+        }
+        let m = Measurer::open(vec![Box::new(Shared(reg.clone()))], &path).unwrap();
+        m.record("veil.binary", "sha256:aa").unwrap();
+        drop(m);
+        // The same boot, the runtime restarted: the register still holds the event.
+        let m = Measurer::open(vec![Box::new(Shared(reg.clone()))], &path).unwrap();
+        m.record("veil.binary", "sha256:bb").unwrap();
+        let log = RuntimeLog::parse(m.log_jsonl().as_bytes()).unwrap();
+        assert_eq!(log.events().len(), 2);
+        let regs = BTreeMap::from([(Register::Pcr(23), reg.1.lock().unwrap().clone())]);
+        log.verify(&regs).unwrap();
+        drop(m);
+        // The saved log lost: the register holds events no log accounts for.
+        std::fs::remove_file(&path).unwrap();
+        let e = Measurer::open(vec![Box::new(Shared(reg.clone()))], &path).unwrap_err();
+        assert!(e.to_string().contains("no record of"), "{e}");
+        // A saved log for a register this runtime does not extend.
+        std::fs::write(&path, m_line(Register::Rtmr(3))).unwrap();
+        let e = Measurer::open(vec![Box::new(Shared(reg.clone()))], &path).unwrap_err();
+        assert!(e.to_string().contains("does not extend"), "{e}");
+        // A reboot resets the register: a stale saved log is dropped, not continued.
+        std::fs::write(&path, m_line(Register::Pcr(23))).unwrap();
+        *reg.1.lock().unwrap() = vec![0; 32];
+        let m = Measurer::open(vec![Box::new(Shared(reg))], &path).unwrap();
+        assert_eq!(m.log_jsonl(), "");
+        assert_eq!(std::fs::read(&path).unwrap(), b"");
+    }
+
+    fn m_line(r: Register) -> String {
+        serde_json::to_string(&Event::new(r, "veil.binary", "sha256:aa")).unwrap() + "\n"
     }
 
     #[test]

@@ -186,10 +186,11 @@ impl TpmAttester {
             .map_err(AttestError::tpm("TPM2_PCR_Extend"))
     }
 
-    /// Read PCRs of the SHA-256 bank. Duplicates are read once.
-    pub fn read_pcrs(&mut self, pcrs: &[u8]) -> Result<BTreeMap<u8, [u8; 32]>> {
+    /// Read PCRs of the SHA-256 bank. Duplicates are read once. The attester
+    /// serialises access, so a shared reference suffices.
+    pub fn read_pcrs(&self, pcrs: &[u8]) -> Result<BTreeMap<u8, [u8; 32]>> {
         let pcrs = normalise_pcrs(pcrs)?;
-        read_pcrs(&mut self.inner_mut()?.ctx, &pcrs)
+        read_pcrs(&mut self.lock()?.ctx, &pcrs)
     }
 
     /// Quote `pcrs` of the SHA-256 bank with `qualifying_data` (at most the TPM's

@@ -79,6 +79,28 @@ pub struct VerifiedRuntime {
     pub issued_at: u64,
     /// The certificate's key, as the runtime data names it.
     pub tee_pubkey: TeePubKey,
+    /// The launch identity from init-data the hardware binds (HOSTDATA / MRCONFIGID),
+    /// when the runtime was launched with one.
+    pub launch_identity: Option<veil_kbs::initdata::LaunchIdentity>,
+}
+
+/// Init-data sent with evidence must be what the verified launch field binds.
+fn check_init_data(
+    init: Option<&veil_kbs::InitDataField>,
+    a: &Appraised,
+) -> Result<Option<veil_kbs::initdata::LaunchIdentity>, CertRefusal> {
+    let Some(init) = init else { return Ok(None) };
+    if init.format != "toml" {
+        return Err(CertRefusal::Binding(format!("init-data format {:?}", init.format)));
+    }
+    let parsed = veil_kbs::initdata::parse(&init.body).map_err(|e| CertRefusal::Binding(e.to_string()))?;
+    let field = a
+        .init_data
+        .as_deref()
+        .and_then(|h| hex::decode(h).ok())
+        .ok_or_else(|| CertRefusal::Binding("the evidence has no init-data launch field".into()))?;
+    parsed.check_launch_field(&field).map_err(|e| CertRefusal::Binding(e.to_string()))?;
+    Ok(parsed.identity)
 }
 
 /// The certificate's EC P-256 point, checked against the JWK in the runtime data.
@@ -195,9 +217,10 @@ pub fn verify_certificate(
         .verify(ev.tee, &ev.attestation, &expected, policy.danger_trust_simulator)
         .map_err(|r| CertRefusal::Evidence(r.detail))?;
     check_raw(&ev)?;
+    let launch_identity = check_init_data(ev.attestation.init_data.as_ref(), &appraisal)?;
     check_policy(&appraisal, policy)?;
     let certificate_sha256 = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, cert_der));
-    Ok(VerifiedRuntime { appraisal, certificate_sha256, issued_at, tee_pubkey: rd.tee_pubkey.clone() })
+    Ok(VerifiedRuntime { appraisal, certificate_sha256, issued_at, tee_pubkey: rd.tee_pubkey.clone(), launch_identity })
 }
 
 /// Checks a runtime's `GET /v1/attestation?nonce=<nonce_hex>` answer: evidence made now
@@ -212,8 +235,14 @@ pub fn verify_fresh(
 ) -> Result<Appraised, CertRefusal> {
     let field = |k: &str| body.get(k).ok_or_else(|| CertRefusal::Evidence(format!("the answer has no {k:?}")));
     let tee: Tee = serde_json::from_value(field("tee")?.clone()).map_err(|e| CertRefusal::Evidence(e.to_string()))?;
+    let init_data = match body.get("init-data") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(v) => {
+            Some(serde_json::from_value(v.clone()).map_err(|e| CertRefusal::Evidence(format!("init-data: {e}")))?)
+        }
+    };
     let att = veil_kbs::Attestation {
-        init_data: None,
+        init_data,
         runtime_data: serde_json::from_value(field("runtime-data")?.clone())
             .map_err(|e| CertRefusal::Evidence(format!("runtime-data: {e}")))?,
         tee_evidence: serde_json::from_value(field("tee-evidence")?.clone())
@@ -232,6 +261,12 @@ pub fn verify_fresh(
     let appraisal = verifiers
         .verify(tee, &att, &expected, policy.danger_trust_simulator)
         .map_err(|r| CertRefusal::Evidence(r.detail))?;
+    let identity = check_init_data(att.init_data.as_ref(), &appraisal)?;
+    if identity != cert.launch_identity {
+        return Err(CertRefusal::Binding(
+            "the fresh evidence names another launch identity than the certificate".into(),
+        ));
+    }
     check_policy(&appraisal, policy)?;
     Ok(appraisal)
 }

@@ -42,6 +42,12 @@ impl RegisterBackend for SimRtmr {
             .extend_rtmr(veil_enclave::rtmr::VEIL_RTMR, d)
             .map_err(|e| veil_enclave::AttestError::InvalidArgument { what: "simulated RTMR", detail: e.to_string() })
     }
+    fn read(&self) -> veil_enclave::Result<Vec<u8>> {
+        self.0
+            .rtmr(veil_enclave::rtmr::VEIL_RTMR)
+            .map(|v| v.to_vec())
+            .map_err(|e| veil_enclave::AttestError::InvalidArgument { what: "simulated RTMR", detail: e.to_string() })
+    }
 }
 
 pub fn run_serve(cmd: ServeCmd) -> anyhow::Result<ExitCode> {
@@ -49,6 +55,10 @@ pub fn run_serve(cmd: ServeCmd) -> anyhow::Result<ExitCode> {
     harden_process().context("disabling core dumps")?;
     let text = std::fs::read_to_string(&cmd.config).with_context(|| format!("reading {}", cmd.config.display()))?;
     let cfg = ServeConfig::from_toml(&text)?;
+    let init_data = match &cfg.tee.init_data {
+        Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("reading init-data {}", p.display()))?),
+        None => None,
+    };
 
     // The simulator (kind = "sim") runs in this process, over a private directory.
     let mut _sim: Option<(tempfile::TempDir, Arc<veil_sim::tsm::TsmSim>)> = None;
@@ -62,7 +72,19 @@ pub fn run_serve(cmd: ServeCmd) -> anyhow::Result<ExitCode> {
             };
             tracing::warn!("SIMULATED TEE: this runtime's evidence proves nothing; for tests and demos only");
             let dir = tempfile::tempdir()?;
-            let sim = Arc::new(veil_sim::tsm::TsmSim::start(dir.path(), provider)?);
+            // The simulated host launches the CVM with the init-data's digest as HOSTDATA /
+            // MRCONFIGID, as a real host would.
+            let mut sim_cfg = veil_sim::tsm::TsmConfig::default();
+            if let Some(body) = &init_data {
+                let digest = veil_kbs::initdata::parse(body)?.digest;
+                for (o, i) in sim_cfg.snp.host_data.iter_mut().zip(&digest) {
+                    *o = *i;
+                }
+                for (o, i) in sim_cfg.tdx.mr_config_id.iter_mut().zip(&digest) {
+                    *o = *i;
+                }
+            }
+            let sim = Arc::new(veil_sim::tsm::TsmSim::start_with(dir.path(), provider, sim_cfg)?);
             if provider == veil_sim::tsm::Provider::TdxGuest {
                 registers.push(Box::new(SimRtmr(sim.clone())));
             }
@@ -109,7 +131,12 @@ pub fn run_serve(cmd: ServeCmd) -> anyhow::Result<ExitCode> {
         registers.push(Box::new(TpmPcr { tpm: tpm.clone(), index: veil_enclave::tpm::VEIL_PCR }));
         evidence = evidence.with_tpm(tpm);
     }
-    let evidence = evidence.with_measurer(Arc::new(Measurer::new(registers)));
+    std::fs::create_dir_all(&cfg.state_dir).with_context(|| format!("creating {}", cfg.state_dir.display()))?;
+    let measurer = Measurer::open(registers, &cfg.state_dir.join("event-log.jsonl")).context("measured boot")?;
+    let mut evidence = evidence.with_measurer(Arc::new(measurer));
+    if let Some(body) = init_data {
+        evidence = evidence.with_init_data(body);
+    }
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(run(
         cfg,

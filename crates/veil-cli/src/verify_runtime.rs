@@ -90,6 +90,7 @@ pub fn run(cmd: VerifyRuntimeCmd) -> anyhow::Result<ExitCode> {
         "runtime": url,
         "certificate_sha256": cert.certificate_sha256,
         "certificate_evidence": cert.appraisal,
+        "launch_identity": cert.launch_identity,
         "fresh_evidence": fresh,
         "nonce": nonce,
         "models": body.get("models"),

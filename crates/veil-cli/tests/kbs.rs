@@ -581,7 +581,7 @@ fn a_cpu_tee_with_a_tpm_is_gated_on_its_pcrs() {
     let tsm = tempfile::tempdir().unwrap();
     let _sim = TsmSim::start(tsm.path(), Provider::SevGuest).unwrap();
     let sw = Swtpm::start().unwrap();
-    let mut tpm = TpmAttester::open(&sw.tcti()).unwrap();
+    let tpm = TpmAttester::open(&sw.tcti()).unwrap();
     tpm.extend(23, &[0x5a; 32]).unwrap();
     let pcr23 = hex::encode(tpm.read_pcrs(&[23]).unwrap()[&23]);
     let provider = provider(tsm.path()).with_tpm(Arc::new(tpm));

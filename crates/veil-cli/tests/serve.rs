@@ -493,13 +493,14 @@ fn tdx_runtime_with_a_tpm_measures_its_boot_and_proves_it_over_attested_tls() {
     keygen(d, "owner", "SECP256R1", false);
     keygen(d, "other", "SECP256R1", false);
     let digest = seal(d, &b, &cached_model("minilm"), "minilm");
-    let sw = veil_enclave::swtpm::Swtpm::start().unwrap();
     let key_hash = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, API_KEY.as_bytes()));
     let cfg = d.join("serve-tdx.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            r#"state_dir = "{state}"
+    // Each boot of the simulated TD gets a fresh TPM too (a reboot resets both).
+    let write_config = |sw: &veil_enclave::swtpm::Swtpm| {
+        std::fs::write(
+            &cfg,
+            format!(
+                r#"state_dir = "{state}"
 [kbs]
 url = "{url}"
 ca_cert = "{ca}"
@@ -508,6 +509,7 @@ kind = "sim"
 sim_provider = "tdx"
 tpm = "{tcti}"
 danger_simulated = true
+init_data = "{d}/initdata.toml"
 [api]
 key_hashes = ["sha256:{key_hash}"]
 [[model]]
@@ -516,23 +518,17 @@ kind = "embedding"
 bundle = "{d}/minilm.veil"
 signer = "{d}/owner.pub"
 "#,
-            state = d.join("state").display(),
-            url = b.url,
-            ca = b.ca_path.display(),
-            tcti = sw.tcti(),
-            d = d.display(),
-        ),
-    )
-    .unwrap();
+                state = d.join("state").display(),
+                url = b.url,
+                ca = b.ca_path.display(),
+                tcti = sw.tcti(),
+                d = d.display(),
+            ),
+        )
+        .unwrap()
+    };
     let tmp = d.join("tmp");
     std::fs::create_dir(&tmp).unwrap();
-    let r = start_runtime(&cfg, &tmp).unwrap_or_else(|(c, e)| panic!("runtime exited {c}: {e}"));
-
-    let verify = |extra: &[&str]| {
-        let mut args = vec!["verify-runtime", r.url.as_str()];
-        args.extend_from_slice(extra);
-        veil(&args, d)
-    };
     let sha256 = |b: &[u8]| hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b));
     let signer = {
         let pem = std::fs::read_to_string(d.join("owner.pub")).unwrap();
@@ -540,6 +536,32 @@ signer = "{d}/owner.pub"
             .decode(pem.lines().filter(|l| !l.starts_with("-----")).collect::<String>())
             .unwrap();
         format!("sha256:{}", sha256(&der))
+    };
+    // Init-data: the launch identity the (simulated) host binds as MRCONFIGID.
+    let init_data = |manifest: &str| {
+        let config_digest = format!("sha256:{}", sha256(&std::fs::read(&cfg).unwrap()));
+        format!(
+            "version = \"0.1.0\"\nalgorithm = \"sha384\"\n[data]\n\"veil.toml\" = '''\nconfig = [\"{config_digest}\"]\n[[model]]\nmanifest = \"{manifest}\"\nsigner = \"{signer}\"\n'''\n"
+        )
+    };
+    // A model the CVM was not launched to run stops the boot before any key is asked for.
+    let sw = veil_enclave::swtpm::Swtpm::start().unwrap();
+    write_config(&sw);
+    std::fs::write(d.join("initdata.toml"), init_data(&format!("sha256:{}", "1".repeat(64)))).unwrap();
+    let (code, err) = start_runtime(&cfg, &tmp).err().expect("booted a model outside its launch identity");
+    assert_ne!(code, 0);
+    assert!(err.contains("launch identity") && err.contains("not one this CVM was launched to run"), "{err}");
+    drop(sw);
+    let sw = veil_enclave::swtpm::Swtpm::start().unwrap();
+    write_config(&sw);
+    let config_digest = format!("sha256:{}", sha256(&std::fs::read(&cfg).unwrap()));
+    std::fs::write(d.join("initdata.toml"), init_data(&digest)).unwrap();
+    let r = start_runtime(&cfg, &tmp).unwrap_or_else(|(c, e)| panic!("runtime exited {c}: {e}"));
+
+    let verify = |extra: &[&str]| {
+        let mut args = vec!["verify-runtime", r.url.as_str()];
+        args.extend_from_slice(extra);
+        veil(&args, d)
     };
     let o = verify(&["--danger-trust-simulator", "--model", &digest, "--signer", &signer, "--save-cert", "pinned.pem"]);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -556,6 +578,8 @@ signer = "{d}/owner.pub"
         assert!(v[which]["tpm"]["pcrs"]["23"].is_string(), "{which}: {v}");
     }
     assert_eq!(v["models"][0]["manifest_digest"], digest.as_str());
+    assert_eq!(v["launch_identity"]["model"][0]["manifest"], digest.as_str(), "{v}");
+    assert_eq!(v["launch_identity"]["config"][0], config_digest.as_str(), "{v}");
     assert!(v["ear_token"].as_str().is_some_and(|t| t.split('.').count() == 3), "{v}");
 
     // The pinned certificate is the one served: a plain client can use it.

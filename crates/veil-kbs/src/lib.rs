@@ -5,10 +5,13 @@
 
 pub mod ear;
 pub mod evidence;
+pub mod initdata;
 pub mod jwe;
 pub mod ratls;
 
-pub use kbs_types::{Attestation, Challenge, CompositeEvidence, Request, RuntimeData, Tee, TeePubKey};
+pub use kbs_types::{
+    Attestation, Challenge, CompositeEvidence, InitData as InitDataField, Request, RuntimeData, Tee, TeePubKey,
+};
 
 use aws_lc_rs::digest;
 use serde::{Deserialize, Serialize};

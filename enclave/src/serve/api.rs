@@ -710,6 +710,7 @@ async fn attestation(
         .unwrap_or_default();
     Ok(axum::Json(json!({
         "tee": tee,
+        "init-data": api.evidence.init_data_field(),
         "runtime-data": runtime_data,
         "tee-evidence": produced.evidence,
         "report_data": hex::encode(produced.report_data),

@@ -105,6 +105,11 @@ pub struct TeeSection {
     /// `/sys/devices/virtual/misc/tdx_guest/measurements`), where RTMR3 is extended.
     #[serde(default)]
     pub measurements_dir: Option<PathBuf>,
+    /// Init-data (CoCo TOML) this CVM was launched with: its digest must be HOSTDATA /
+    /// MRCONFIGID, and its `data."veil.toml"` launch identity lists the configurations
+    /// and models this runtime may load ([`veil_kbs::initdata`]).
+    #[serde(default)]
+    pub init_data: Option<PathBuf>,
 }
 
 /// `[api]`.
@@ -166,6 +171,9 @@ pub enum ServeError {
         /// Why.
         reason: String,
     },
+    /// Init-data does not match the launch, or forbids what the runtime was asked to do.
+    #[error("launch identity: {0}")]
+    Launch(String),
     /// A measurement could not be recorded (the runtime does not go on unmeasured).
     #[error("measured boot: {0}")]
     Measure(String),
@@ -311,6 +319,7 @@ pub async fn load_model(
     evidence: &EvidenceProvider,
     patience: Duration,
     ear: &RwLock<Option<String>>,
+    identity: Option<&veil_kbs::initdata::LaunchIdentity>,
 ) -> Result<(Loaded, Engine), ServeError> {
     let name = section.name.clone();
     let signer_pem =
@@ -323,6 +332,13 @@ pub async fn load_model(
     let digest = opened.manifest_digest();
     let signer = opened.signer().to_owned();
     info!(model = %name, manifest = %digest, signer = %signer, "bundle signature verified");
+    if let Some(id) = identity
+        && !id.allows_model(&digest, &signer)
+    {
+        return Err(ServeError::Launch(format!(
+            "model {name} (manifest {digest}, signer {signer}) is not one this CVM was launched to run"
+        )));
+    }
     if let Some(m) = evidence.measurer() {
         use veil_attestation::runtime_log::types;
         m.record(types::MODEL_MANIFEST, &digest).map_err(measure_err)?;
@@ -490,7 +506,8 @@ pub fn certificate_evidence(key: &RuntimeKey, evidence: &EvidenceProvider) -> Re
         veil_kbs::RuntimeData { nonce: format!("{}{now}", veil_kbs::ratls::NONCE_PREFIX), tee_pubkey: key.jwk.clone() };
     let produced = evidence.produce(&runtime_data).map_err(|e| tls(&e))?;
     let tee = evidence.tee().map_err(|e| tls(&e))?;
-    let att = veil_kbs::Attestation { init_data: None, runtime_data, tee_evidence: produced.evidence };
+    let att =
+        veil_kbs::Attestation { init_data: evidence.init_data_field(), runtime_data, tee_evidence: produced.evidence };
     veil_kbs::ratls::encode(tee, &produced.raw, &spki, &att).map_err(|e| tls(&e))
 }
 
@@ -578,6 +595,29 @@ pub async fn run(
         None => None,
     };
     let kbs = KbsClient::new(&cfg.kbs.url, ca.as_deref()).map_err(|e| ServeError::Config(e.to_string()))?;
+    let identity = match evidence.init_data() {
+        None => None,
+        Some(body) => {
+            let init = veil_kbs::initdata::parse(body).map_err(|e| ServeError::Launch(e.to_string()))?;
+            let ev = evidence.clone();
+            let field = tokio::task::spawn_blocking(move || ev.launch_field())
+                .await
+                .map_err(|e| ServeError::Launch(e.to_string()))?
+                .map_err(|e| ServeError::Launch(e.to_string()))?;
+            init.check_launch_field(&field).map_err(|e| ServeError::Launch(e.to_string()))?;
+            info!(algorithm = %init.algorithm, digest = %hex::encode(&init.digest), "init-data matches the launch");
+            let id = init.identity.ok_or_else(|| {
+                ServeError::Launch(format!("the init-data has no data.{:?} entry", veil_kbs::initdata::VEIL_ENTRY))
+            })?;
+            if !id.allows_config(&cfg.digest) {
+                return Err(ServeError::Launch(format!(
+                    "configuration {} is not one this CVM was launched with",
+                    cfg.digest
+                )));
+            }
+            Some(id)
+        }
+    };
     if let Some(m) = evidence.measurer() {
         use veil_attestation::runtime_log::types;
         let exe = std::env::current_exe()?;
@@ -587,7 +627,7 @@ pub async fn run(
     }
     let serving = Arc::new(Serving::default());
     for m in &cfg.models {
-        let loaded = load_model(m, &kbs, &evidence, BOOT_PATIENCE, &serving.ear_token).await?;
+        let loaded = load_model(m, &kbs, &evidence, BOOT_PATIENCE, &serving.ear_token, identity.as_ref()).await?;
         serving.models.write().map_err(|_| ServeError::Config("lock poisoned".into()))?.push(loaded);
     }
     let key = RuntimeKey::generate()?;
