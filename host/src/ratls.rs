@@ -392,3 +392,133 @@ pub fn fuzz_certificate(data: &[u8]) {
     let policy = ClientPolicy { danger_trust_simulator: true, ..ClientPolicy::default() };
     let _ = verify_certificate(data, &policy, &Verifiers::default(), time::OffsetDateTime::now_utc());
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use veil_kbs::{Attestation, CompositeEvidence, RuntimeData};
+
+    /// A P-256 key pair and its JWK.
+    fn key() -> (rcgen::KeyPair, TeePubKey) {
+        let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let point = rcgen::PublicKeyData::der_bytes(&kp).to_vec();
+        let jwk = TeePubKey::EC {
+            crv: "P-256".into(),
+            alg: "ES256".into(),
+            x: URL_SAFE_NO_PAD.encode(&point[1..33]),
+            y: URL_SAFE_NO_PAD.encode(&point[33..65]),
+        };
+        (kp, jwk)
+    }
+
+    /// A self-signed certificate with `ext` (if any) as the evidence extension.
+    fn cert(kp: &rcgen::KeyPair, exts: &[Vec<u8>]) -> Vec<u8> {
+        let mut p = rcgen::CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+        for e in exts {
+            p.custom_extensions.push(rcgen::CustomExtension::from_oid_content(&ratls::OID_TAGGED_EVIDENCE, e.clone()));
+        }
+        p.self_signed(kp).unwrap().der().to_vec()
+    }
+
+    fn attestation(nonce: &str, jwk: &TeePubKey) -> Attestation {
+        Attestation {
+            init_data: None,
+            runtime_data: RuntimeData { nonce: nonce.into(), tee_pubkey: jwk.clone() },
+            tee_evidence: CompositeEvidence {
+                primary_evidence: serde_json::json!({"quote": "AA=="}),
+                additional_evidence: String::new(),
+            },
+        }
+    }
+
+    fn check(der: &[u8]) -> Result<VerifiedRuntime, CertRefusal> {
+        let policy = ClientPolicy { danger_trust_simulator: true, ..ClientPolicy::default() };
+        verify_certificate(der, &policy, &Verifiers::default(), time::OffsetDateTime::now_utc())
+    }
+
+    /// Each binding check refuses with its own reason, in order, before any evidence is
+    /// trusted; a certificate that passes them all still needs evidence that verifies.
+    #[test]
+    fn certificates_are_refused_for_each_broken_binding() {
+        let (kp, jwk) = key();
+        let spki = rcgen::PublicKeyData::subject_public_key_info(&kp);
+        let nonce = format!("{}1", ratls::NONCE_PREFIX);
+        let ext = |nonce: &str, jwk: &TeePubKey, spki: &[u8]| {
+            ratls::encode(Tee::Tdx, b"q", spki, &attestation(nonce, jwk)).unwrap()
+        };
+        let reason = |der: &[u8]| check(der).unwrap_err().to_string();
+
+        assert!(reason(b"not a certificate").starts_with("certificate:"));
+        assert!(reason(&cert(&kp, &[])).contains("not exactly one"));
+        let good = ext(&nonce, &jwk, &spki);
+        assert!(reason(&cert(&kp, &[good.clone(), good.clone()])).contains("not exactly one"));
+        assert!(reason(&cert(&kp, &[vec![0xff]])).contains("RA-TLS evidence"));
+        // The hash of another key.
+        let (other, other_jwk) = key();
+        let other_spki = rcgen::PublicKeyData::subject_public_key_info(&other);
+        assert!(reason(&cert(&kp, &[ext(&nonce, &jwk, &other_spki)])).contains("pubkey-hash"));
+        // A nonce without the certificate prefix (evidence made for a broker session).
+        assert!(reason(&cert(&kp, &[ext("c2Vzc2lvbg==", &jwk, &spki)])).contains("nonce"));
+        // The runtime data names another key than the certificate's.
+        assert!(reason(&cert(&kp, &[ext(&nonce, &other_jwk, &spki)])).contains("not the certificate's key"));
+        // Everything bound: now the evidence itself is checked (and this is no quote).
+        assert!(reason(&cert(&kp, &[good])).starts_with("evidence:"));
+    }
+
+    #[test]
+    fn client_policy_and_init_data_checks() {
+        use crate::kbs::evidence::{InitDataRule, RuntimeEvents};
+        use veil_attestation::runtime_log::{Event, Register, types};
+        let ev = |ty: &str, c: &str| Event::new(Register::VEIL_RTMR, ty, c);
+        let a = Appraised {
+            tee: "tdx".into(),
+            simulated: true,
+            debug: false,
+            measurement: Some("aa".into()),
+            tcb: None,
+            snp_tcb: None,
+            init_data: Some(hex::encode([0u8; 48])),
+            init_data_rule: InitDataRule::LaunchField,
+            tpm: None,
+            runtime_events: Some(RuntimeEvents {
+                bound_by: "registers",
+                events: vec![ev(types::MODEL_MANIFEST, "sha256:01"), ev(types::MODEL_SIGNER, "sha256:02")],
+            }),
+            report_data: String::new(),
+            claims: serde_json::Value::Null,
+            not_evaluated: vec![],
+        };
+        let p = |f: fn(&mut ClientPolicy)| {
+            let mut p = ClientPolicy::default();
+            f(&mut p);
+            check_policy(&a, &p).map_err(|e| e.to_string())
+        };
+        p(|_| {}).unwrap();
+        p(|p| p.measurements = vec!["AA".into()]).unwrap();
+        assert!(p(|p| p.measurements = vec!["bb".into()]).unwrap_err().contains("launch measurement"));
+        p(|p| p.models = vec!["sha256:01".into()]).unwrap();
+        assert!(p(|p| p.models = vec!["sha256:09".into()]).unwrap_err().contains("event log"));
+        p(|p| p.signers = vec!["sha256:02".into()]).unwrap();
+        assert!(p(|p| p.signers = vec!["sha256:03".into()]).unwrap_err().contains("allowed signer"));
+        let mut dbg = a.clone();
+        dbg.debug = true;
+        assert!(check_policy(&dbg, &ClientPolicy::default()).unwrap_err().to_string().contains("debug"));
+        let mut no_log = a.clone();
+        no_log.runtime_events = None;
+        let models = ClientPolicy { models: vec!["sha256:01".into()], ..ClientPolicy::default() };
+        assert!(check_policy(&no_log, &models).unwrap_err().to_string().contains("no event log"));
+
+        // Init-data must be what the launch field binds.
+        let body = "algorithm = \"sha384\"\n".to_owned();
+        let init = veil_kbs::InitDataField { format: "toml".into(), body: body.clone() };
+        assert!(check_init_data(None, &a).unwrap().is_none());
+        assert!(check_init_data(Some(&init), &a).unwrap_err().to_string().contains("launch field"));
+        let mut bound = a.clone();
+        let mut field = veil_kbs::initdata::parse(&body).unwrap().digest;
+        field.resize(48, 0);
+        bound.init_data = Some(hex::encode(field));
+        assert!(check_init_data(Some(&init), &bound).unwrap().is_none());
+        let json = veil_kbs::InitDataField { format: "json".into(), body };
+        assert!(check_init_data(Some(&json), &bound).is_err());
+    }
+}
