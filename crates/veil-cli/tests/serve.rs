@@ -608,3 +608,65 @@ signer = "{d}/owner.pub"
     assert!(!o.status.success());
     assert!(stderr(&o).contains("not an allowed signer"), "{}", stderr(&o));
 }
+
+/// A host that cuts the runtime off from the broker cannot keep a model serving: once
+/// the broker's last token (here 4 s) has run out on the runtime's monotonic clock
+/// without a successful re-attestation, the model is withdrawn with the reason.
+#[test]
+fn a_model_stops_serving_when_the_brokers_token_runs_out_unrenewed() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let mut b = start_broker();
+    b.restart(|dir| {
+        let p = dir.join("kbs.toml");
+        let mut text = std::fs::read_to_string(&p).unwrap();
+        text.push_str("token_lifetime_secs = 4\n");
+        std::fs::write(p, text).unwrap();
+    });
+    keygen(d, "owner", "SECP256R1", false);
+    seal(d, &b, &cached_model("minilm"), "minilm");
+    let key_hash = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, API_KEY.as_bytes()));
+    let cfg = d.join("serve.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "state_dir = \"{state}\"\nreattest_secs = 1\n[kbs]\nurl = \"{url}\"\nca_cert = \"{ca}\"\n[tee]\nkind = \"sim\"\n\
+             danger_simulated = true\n[api]\nkey_hashes = [\"sha256:{key_hash}\"]\n[[model]]\nname = \"minilm\"\n\
+             kind = \"embedding\"\nbundle = \"{d}/minilm.veil\"\nsigner = \"{d}/owner.pub\"\n",
+            state = d.join("state").display(),
+            url = b.url,
+            ca = b.ca_path.display(),
+            d = d.display(),
+        ),
+    )
+    .unwrap();
+    let tmp = d.join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let r = start_runtime(&cfg, &tmp).unwrap_or_else(|(c, e)| panic!("runtime exited {c}: {e}"));
+    let c = client(&r.cert);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let url = format!("{}/v1/embeddings", r.url);
+    let body = json!({"model": "minilm", "input": "x"});
+    let embed = || post(&c, &url, &body, Some(API_KEY));
+    let (s, body) = rt.block_on(embed());
+    assert_eq!(s, 200, "{body}");
+    // Re-attestation keeps it served while the broker answers.
+    std::thread::sleep(Duration::from_secs(6));
+    let (s, body) = rt.block_on(embed());
+    assert_eq!(s, 200, "renewed tokens must keep the model: {body}");
+    // The broker goes away: within the token's lifetime plus an interval or two, the
+    // model is withdrawn, and the 503 says why.
+    b.stop();
+    let started = Instant::now();
+    loop {
+        let (s, body) = rt.block_on(embed());
+        if s == 503 {
+            assert!(body.contains("expired"), "{body}");
+            assert!(started.elapsed() >= Duration::from_secs(2), "withdrawn before the token ran out: {body}");
+            break;
+        }
+        assert_eq!(s, 200, "{body}");
+        assert!(started.elapsed() < Duration::from_secs(20), "still serving 20 s after the broker went away");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}

@@ -411,34 +411,101 @@ pub struct Serving {
     pub withdrawn: RwLock<Vec<(String, String)>>,
     /// The broker's latest EAR attestation token for this runtime.
     pub ear_token: RwLock<Option<String>>,
+    /// When the broker last vouched for each model.
+    pub vouched: RwLock<std::collections::BTreeMap<String, Vouched>>,
+}
+
+/// How long a broker token says it is valid: `exp - iat`, both the broker's clock, so
+/// the host's clock does not enter into it. `None` for a token without both claims.
+pub fn token_lifetime(token: &str) -> Option<Duration> {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1)?;
+    let claims: serde_json::Value =
+        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
+    let (iat, exp) = (claims.get("iat")?.as_u64()?, claims.get("exp")?.as_u64()?);
+    Some(Duration::from_secs(exp.checked_sub(iat)?))
+}
+
+/// When the broker last vouched for a model, by this process's monotonic clock, and for
+/// how long its token said the vouching holds.
+#[derive(Debug, Clone, Copy)]
+pub struct Vouched {
+    /// When the key was last released.
+    pub at: tokio::time::Instant,
+    /// The token's lifetime (`exp - iat`).
+    pub lifetime: Duration,
+}
+
+impl Vouched {
+    /// Whether the vouching has run out at `now`.
+    pub fn expired(&self, now: tokio::time::Instant) -> bool {
+        now.saturating_duration_since(self.at) > self.lifetime
+    }
+}
+
+impl Serving {
+    /// Records that the broker released `model`'s key with `token` just now.
+    pub fn vouch(&self, model: &str, token: &str) {
+        let lifetime = token_lifetime(token).unwrap_or(Duration::ZERO);
+        if let Ok(mut v) = self.vouched.write() {
+            v.insert(model.to_owned(), Vouched { at: tokio::time::Instant::now(), lifetime });
+        }
+    }
+
+    /// Drops a model (its engine, and so its weights) and records why.
+    pub fn withdraw(&self, model: &str, reason: String) {
+        if let Ok(mut m) = self.models.write() {
+            m.retain(|(x, _)| x.section.name != model);
+        }
+        if let Ok(mut w) = self.withdrawn.write() {
+            w.push((model.to_owned(), reason));
+        }
+    }
 }
 
 /// Re-attests every `interval`: each model's key must still be released. A refusal
-/// drops that model (its engine and weights) and records why; transport failures are
-/// retried at the next interval (the broker being down is not a revocation).
+/// drops that model (its engine and weights) and records why. Transport failures are
+/// retried at the next interval (a broker outage is not a revocation) — but only while
+/// the broker's last token for the model is valid: once `exp - iat` of that token has
+/// passed on this process's monotonic clock without a successful re-attestation, the
+/// model is withdrawn too, so a host that cuts the runtime off from the broker cannot
+/// keep a revoked model serving. The host's wall clock plays no part.
 pub async fn reattest_loop(serving: Arc<Serving>, kbs: KbsClient, evidence: Arc<EvidenceProvider>, interval: Duration) {
     loop {
         tokio::time::sleep(interval).await;
         let current: Vec<Loaded> =
             serving.models.read().map(|m| m.iter().map(|(l, _)| l.clone()).collect()).unwrap_or_default();
         for l in current {
+            let name = l.section.name.as_str();
             let path = veil_kbs::model_key_path(&l.manifest_digest);
             match kbs.fetch_with_token(&evidence, &path).await {
                 Ok((_key, token)) => {
+                    serving.vouch(name, &token);
                     if let Ok(mut t) = serving.ear_token.write() {
                         *t = Some(token);
                     }
                 }
                 Err(e @ KbsClientError::Refused { .. }) => {
-                    error!(model = %l.section.name, reason = %e, "the broker no longer releases this model's key; withdrawing it");
-                    if let Ok(mut m) = serving.models.write() {
-                        m.retain(|(x, _)| x.section.name != l.section.name);
-                    }
-                    if let Ok(mut w) = serving.withdrawn.write() {
-                        w.push((l.section.name.clone(), e.to_string()));
+                    error!(model = %name, reason = %e, "the broker no longer releases this model's key; withdrawing it");
+                    serving.withdraw(name, e.to_string());
+                }
+                Err(e) => {
+                    let v = serving.vouched.read().ok().and_then(|v| v.get(name).copied());
+                    match v {
+                        Some(v) if !v.expired(tokio::time::Instant::now()) => {
+                            warn!(model = %name, error = %e, "re-attestation: broker unreachable; will retry");
+                        }
+                        _ => {
+                            let reason = format!(
+                                "the broker's last token for this model ({} s) has expired and re-attestation \
+                                 fails ({e})",
+                                v.map_or(0, |v| v.lifetime.as_secs())
+                            );
+                            error!(model = %name, %reason, "withdrawing the model");
+                            serving.withdraw(name, reason);
+                        }
                     }
                 }
-                Err(e) => warn!(model = %l.section.name, error = %e, "re-attestation: broker unreachable; will retry"),
             }
         }
     }
@@ -628,6 +695,9 @@ pub async fn run(
     let serving = Arc::new(Serving::default());
     for m in &cfg.models {
         let loaded = load_model(m, &kbs, &evidence, BOOT_PATIENCE, &serving.ear_token, identity.as_ref()).await?;
+        if let Some(token) = serving.ear_token.read().ok().and_then(|t| t.clone()) {
+            serving.vouch(&m.name, &token);
+        }
         serving.models.write().map_err(|_| ServeError::Config("lock poisoned".into()))?.push(loaded);
     }
     let key = RuntimeKey::generate()?;
@@ -735,4 +805,35 @@ pub async fn run(
         m.clear();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+
+    fn token(claims: serde_json::Value) -> String {
+        let b = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        format!("{}.{}.sig", b.encode(b"{}"), b.encode(claims.to_string()))
+    }
+
+    #[test]
+    fn vouching_lasts_the_tokens_own_lifetime() {
+        assert_eq!(
+            token_lifetime(&token(serde_json::json!({"iat": 1000, "exp": 1300}))),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(token_lifetime(&token(serde_json::json!({"iat": 1000}))), None);
+        assert_eq!(token_lifetime(&token(serde_json::json!({"iat": 9, "exp": 1}))), None);
+        assert_eq!(token_lifetime("not a token"), None);
+        let now = tokio::time::Instant::now();
+        let v = Vouched { at: now, lifetime: Duration::from_secs(300) };
+        assert!(!v.expired(now + Duration::from_secs(300)));
+        assert!(v.expired(now + Duration::from_secs(301)));
+        // A token without a lifetime vouches for nothing beyond the moment.
+        let s = Serving::default();
+        s.vouch("m", "x.y.z");
+        let v = s.vouched.read().unwrap()["m"];
+        assert!(v.expired(v.at + Duration::from_millis(1)));
+    }
 }

@@ -76,11 +76,19 @@ impl Drop for Broker {
 
 /// Starts a broker from the dev configuration in a fresh directory, once it listens.
 pub fn start_broker() -> Broker {
-    use std::io::{BufRead as _, BufReader};
     let dir = tempfile::tempdir().unwrap();
+    let (child, url, admin_key, ca_path) = spawn_broker(&dir.path().join("kbs"));
+    let ca = std::fs::read(&ca_path).unwrap();
+    Broker { child, url, admin_key, ca, ca_path, _dir: dir }
+}
+
+/// `veil kbs serve --dev DIR` (which reuses DIR's configuration when there is one); its
+/// process, URL, admin key and CA certificate once it listens.
+fn spawn_broker(dir: &std::path::Path) -> (std::process::Child, String, PathBuf, PathBuf) {
+    use std::io::{BufRead as _, BufReader};
     let mut child = Command::new(env!("CARGO_BIN_EXE_veil"))
         .args(["kbs", "serve", "--dev"])
-        .arg(dir.path().join("kbs"))
+        .arg(dir)
         .env("RUST_LOG", "warn")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
@@ -94,6 +102,27 @@ pub fn start_broker() -> Broker {
     let url = get("kbs: ");
     let admin_key = PathBuf::from(get("admin-key: "));
     let ca_path = PathBuf::from(get("ca-cert: "));
-    let ca = std::fs::read(&ca_path).unwrap();
-    Broker { child, url, admin_key, ca, ca_path, _dir: dir }
+    (child, url, admin_key, ca_path)
+}
+
+impl Broker {
+    /// Stops the broker, lets `edit` change its directory (configuration, store), and
+    /// starts it again on a new port.
+    #[allow(dead_code)]
+    pub fn restart(&mut self, edit: impl FnOnce(&std::path::Path)) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let dir = self._dir.path().join("kbs");
+        edit(&dir);
+        let (child, url, _, _) = spawn_broker(&dir);
+        self.child = child;
+        self.url = url;
+    }
+
+    /// Stops the broker.
+    #[allow(dead_code)]
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
