@@ -51,6 +51,12 @@ pub fn run(cmd: VerifyRuntimeCmd) -> anyhow::Result<ExitCode> {
         models: cmd.models,
         signers: cmd.signers,
     };
+    if policy.measurements.is_empty() {
+        eprintln!("note: no --measurement given: any launch measurement is accepted");
+    }
+    if policy.models.is_empty() {
+        eprintln!("note: no --model given: the runtime may serve any model its event log names");
+    }
     let verifier = Arc::new(RaTlsVerifier::new(policy));
     let tls = verifier.client_config().context("TLS configuration")?;
     let client = reqwest::Client::builder()

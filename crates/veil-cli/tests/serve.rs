@@ -397,6 +397,20 @@ fn sealed_models_are_served_over_tls_and_withdrawn_on_revocation() {
         assert!(s == 400 && body.contains("context length"), "{s} {body}");
     });
 
+    // Metrics: behind the API key; tokens, requests and queue depth by model.
+    rt.block_on(async {
+        let unauth = c.get(format!("{}/metrics", r.url)).send().await.unwrap();
+        assert_eq!(unauth.status().as_u16(), 401);
+        let text = c.get(format!("{}/metrics", r.url)).bearer_auth(API_KEY).send().await.unwrap().text().await.unwrap();
+        for want in [
+            "veil_runtime_generated_tokens_total{model=\"smollm2\"}",
+            "veil_runtime_requests_total{endpoint=\"/v1/chat/completions\",status=\"200\"}",
+            "veil_runtime_queue_depth{model=\"smollm2\"} 0",
+        ] {
+            assert!(text.contains(want), "{want} not in:\n{text}");
+        }
+    });
+
     // Revoke the chat model at the broker: within a few re-attestation intervals the
     // runtime stops serving it (503, saying why) and keeps serving the other model.
     revoke(d, &b, &chat_digest);

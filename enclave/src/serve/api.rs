@@ -46,6 +46,8 @@ pub struct Api {
     pub tee_pubkey: veil_kbs::TeePubKey,
     /// Signs a receipt for every answer.
     pub receipts: Arc<super::receipt::Signer>,
+    /// Prometheus metrics.
+    pub metrics: Arc<super::metrics::Metrics>,
 }
 
 /// An API error in OpenAI's shape.
@@ -124,6 +126,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/v1/completions", post(completions))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/attestation", get(attestation))
+        .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("no such endpoint".into()) })
         .with_state(api)
 }
@@ -455,10 +458,12 @@ async fn chat_completions(State(api): State<Arc<Api>>, headers: HeaderMap, body:
     let created = now();
     let model = req.model;
     if req.sampling.stream.unwrap_or(false) {
-        let receipt = (api.receipts.clone(), super::receipt::sha256_hex(&body), manifest);
+        let receipt = (api.receipts.clone(), super::receipt::sha256_hex(&body), manifest, api.metrics.clone());
         return Ok(stream(engine, prompt, params, id, created, model, true, receipt));
     }
+    let t0 = std::time::Instant::now();
     let g = engine.generate(prompt, params, None).await.map_err(ApiError::engine)?;
+    api.metrics.generation(&model, g.prompt_tokens, g.completion_tokens, t0.elapsed().as_secs_f64());
     let answer = json!({
         "id": id, "object": "chat.completion", "created": created, "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": g.text},
@@ -489,10 +494,12 @@ async fn completions(State(api): State<Arc<Api>>, headers: HeaderMap, body: Byte
     let created = now();
     let model = req.model;
     if req.sampling.stream.unwrap_or(false) {
-        let receipt = (api.receipts.clone(), super::receipt::sha256_hex(&body), manifest);
+        let receipt = (api.receipts.clone(), super::receipt::sha256_hex(&body), manifest, api.metrics.clone());
         return Ok(stream(engine, prompt, params, id, created, model, false, receipt));
     }
+    let t0 = std::time::Instant::now();
     let g = engine.generate(prompt, params, None).await.map_err(ApiError::engine)?;
+    api.metrics.generation(&model, g.prompt_tokens, g.completion_tokens, t0.elapsed().as_secs_f64());
     let answer = json!({
         "id": id, "object": "text_completion", "created": created, "model": model,
         "choices": [{"index": 0, "text": g.text, "logprobs": Value::Null, "finish_reason": finish(g.finish_reason)}],
@@ -514,11 +521,13 @@ fn stream(
     created: u64,
     model: String,
     chat: bool,
-    receipt: (Arc<super::receipt::Signer>, String, String),
+    receipt: (Arc<super::receipt::Signer>, String, String, Arc<super::metrics::Metrics>),
 ) -> Response {
     let (text_tx, mut text_rx) = mpsc::channel::<String>(64);
     let (event_tx, event_rx) = mpsc::channel::<Result<Event, Infallible>>(64);
-    let (signer, req_hash, manifest) = receipt;
+    let (signer, req_hash, manifest, metrics) = receipt;
+    let started = std::time::Instant::now();
+    let metrics_model = model.clone();
     let (rid, rmodel) = (id.clone(), model.clone());
     let receipt_chunk = move |text: &str| -> Option<Event> {
         let claims = super::receipt::ReceiptClaims {
@@ -574,6 +583,12 @@ fn stream(
         }
         let last = match job.await {
             Ok(Ok(g)) => {
+                metrics.generation(
+                    &metrics_model,
+                    g.prompt_tokens,
+                    g.completion_tokens,
+                    started.elapsed().as_secs_f64(),
+                );
                 chunk(json!({}), Some(finish(g.finish_reason)), Some(usage(g.prompt_tokens, g.completion_tokens)))
             }
             Ok(Err(e)) => Event::default().data(ApiError::engine(e).body().to_string()),
@@ -666,6 +681,33 @@ async fn embeddings(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes
 #[derive(Debug, Deserialize)]
 struct NonceQuery {
     nonce: String,
+}
+
+/// `GET /metrics`: Prometheus metrics, behind the API keys.
+async fn metrics(State(api): State<Arc<Api>>, headers: HeaderMap) -> ApiResult<Response> {
+    authorize(&api, &headers)?;
+    let queues: Vec<(String, usize)> = api
+        .serving
+        .models
+        .read()
+        .map(|m| {
+            m.iter()
+                .map(|(l, e)| {
+                    let depth = match e {
+                        super::Engine::Chat(c) => c.queue_depth(),
+                        super::Engine::Embed(_) => 0,
+                    };
+                    (l.section.name.clone(), depth)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut resp = api.metrics.render(&queues).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    Ok(resp)
 }
 
 /// `GET /v1/attestation?nonce=HEX`: fresh evidence whose report data binds the caller's

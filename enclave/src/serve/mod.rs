@@ -19,6 +19,7 @@
 pub mod api;
 pub mod audit;
 pub mod engine;
+pub mod metrics;
 pub mod receipt;
 
 use std::net::SocketAddr;
@@ -615,6 +616,22 @@ pub fn tls_config(
     Ok((Arc::new(cfg), fp))
 }
 
+/// Counts every answer and its latency by endpoint (a fixed set of labels: anything
+/// else is `other`, so a scan of random paths cannot grow the metrics).
+async fn track(
+    axum::extract::State(metrics): axum::extract::State<Arc<metrics::Metrics>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    const KNOWN: [&str; 6] =
+        ["/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/v1/attestation", "/metrics"];
+    let endpoint = KNOWN.iter().find(|k| **k == req.uri().path()).copied().unwrap_or("other");
+    let t0 = std::time::Instant::now();
+    let resp = next.run(req).await;
+    metrics.request(endpoint, resp.status().as_u16(), t0.elapsed().as_secs_f64());
+    resp
+}
+
 /// How often unsigned audit records get a checkpoint.
 pub const AUDIT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -716,10 +733,13 @@ pub async fn run(
                 .map_err(|e| ServeError::Config(e.to_string()))?
                 .with_audit(audit.clone()),
         ),
+        metrics: Arc::new(metrics::Metrics::default()),
     });
     let audited = audit.clone();
+    let measured = api.metrics.clone();
     let router = api::router(api)
         .layer(axum::middleware::from_fn_with_state(audited, audit_other))
+        .layer(axum::middleware::from_fn_with_state(measured, track))
         .layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY))
         .layer(axum::middleware::map_response(|mut r: axum::response::Response| async move {
             // An oversized body is refused before it is read; the rest of it is still on
