@@ -289,22 +289,24 @@ mod tests {
         }
     }
 
+    /// A shared handle on a [`MemReg`], so a test can read the register it extended.
+    struct Shared(Arc<MemReg>);
+    impl RegisterBackend for Shared {
+        fn register(&self) -> Register {
+            self.0.register()
+        }
+        fn extend(&self, d: &[u8]) -> Result<()> {
+            self.0.extend(d)
+        }
+        fn read(&self) -> Result<Vec<u8>> {
+            self.0.read()
+        }
+    }
+
     #[test]
     fn log_replays_to_the_registers_it_extended() {
         let rtmr = Arc::new(MemReg(Register::Rtmr(3), Mutex::new(vec![0; 48])));
         let pcr = Arc::new(MemReg(Register::Pcr(23), Mutex::new(vec![0; 32])));
-        struct Shared(Arc<MemReg>);
-        impl RegisterBackend for Shared {
-            fn register(&self) -> Register {
-                self.0.register()
-            }
-            fn extend(&self, d: &[u8]) -> Result<()> {
-                self.0.extend(d)
-            }
-            fn read(&self) -> Result<Vec<u8>> {
-                self.0.read()
-            }
-        }
         let m = Measurer::new(vec![Box::new(Shared(rtmr.clone())), Box::new(Shared(pcr.clone()))]);
         m.record("veil.binary", "sha256:aa").unwrap();
         m.record("veil.model-manifest", "sha256:bb").unwrap();
@@ -345,18 +347,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("event-log.jsonl");
         let reg = Arc::new(MemReg(Register::Pcr(23), Mutex::new(vec![0; 32])));
-        struct Shared(Arc<MemReg>);
-        impl RegisterBackend for Shared {
-            fn register(&self) -> Register {
-                self.0.register()
-            }
-            fn extend(&self, d: &[u8]) -> Result<()> {
-                self.0.extend(d)
-            }
-            fn read(&self) -> Result<Vec<u8>> {
-                self.0.read()
-            }
-        }
         let m = Measurer::open(vec![Box::new(Shared(reg.clone()))], &path).unwrap();
         m.record("veil.binary", "sha256:aa").unwrap();
         drop(m);

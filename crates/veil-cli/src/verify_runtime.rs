@@ -89,7 +89,8 @@ pub fn run(cmd: VerifyRuntimeCmd) -> anyhow::Result<ExitCode> {
     }
     if let Some(path) = &cmd.save_cert {
         let der = verifier.verified_der().context("no certificate")?;
-        std::fs::write(path, pem("CERTIFICATE", &der)).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, veil_seal::keys::pem_encode("CERTIFICATE", &der))
+            .with_context(|| format!("writing {}", path.display()))?;
     }
     let out = serde_json::json!({
         "verified": true,
@@ -116,16 +117,4 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
-}
-
-fn pem(label: &str, der: &[u8]) -> String {
-    use base64::Engine as _;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for line in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(line));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
 }

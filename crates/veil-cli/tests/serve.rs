@@ -505,7 +505,6 @@ fn tdx_runtime_with_a_tpm_measures_its_boot_and_proves_it_over_attested_tls() {
     let d = t.path();
     let b = start_broker();
     keygen(d, "owner", "SECP256R1", false);
-    keygen(d, "other", "SECP256R1", false);
     let digest = seal(d, &b, &cached_model("minilm"), "minilm");
     let key_hash = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, API_KEY.as_bytes()));
     let cfg = d.join("serve-tdx.toml");
