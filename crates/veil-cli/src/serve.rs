@@ -148,8 +148,21 @@ pub fn run_serve(cmd: ServeCmd) -> anyhow::Result<ExitCode> {
             let _ = writeln!(out, "tls-cert: {}", cert.display());
             let _ = out.flush();
         },
+        // Ctrl-C or SIGTERM (what a service manager or an orchestrator sends): stop
+        // accepting, then the runtime drops the models and signs a final audit checkpoint.
         async {
-            let _ = tokio::signal::ctrl_c().await;
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = tokio::signal::ctrl_c() => {}
+                        _ = term.recv() => {}
+                    }
+                }
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                }
+            }
+            tracing::info!("stopping on a signal");
         },
     ))?;
     Ok(ExitCode::SUCCESS)

@@ -620,6 +620,24 @@ signer = "{d}/owner.pub"
     let o = verify(&["--danger-trust-simulator", "--signer", &other]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("not an allowed signer"), "{}", stderr(&o));
+
+    // SIGTERM: a clean exit, with every audit record under a signed checkpoint.
+    let mut r = r;
+    let pid = r._p.0.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = r._p.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the runtime did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status:?}");
+    let o = veil(&["audit", "verify", d.join("state/audit.log").to_str().unwrap()], d);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    assert_eq!(summary["unsigned_tail"], 0, "{summary}");
 }
 
 /// A host that cuts the runtime off from the broker cannot keep a model serving: once
