@@ -55,6 +55,17 @@ pub fn run_serve(cmd: ServeCmd) -> anyhow::Result<ExitCode> {
     harden_process().context("disabling core dumps")?;
     let text = std::fs::read_to_string(&cmd.config).with_context(|| format!("reading {}", cmd.config.display()))?;
     let cfg = ServeConfig::from_toml(&text)?;
+    match veil_enclave::serve::lock_memory() {
+        Ok(()) => tracing::info!("memory locked into RAM (no swapping of keys or weights)"),
+        Err(e) if cfg.tee.require_locked_memory => {
+            bail!("locking memory (require_locked_memory = true): {e}; grant CAP_IPC_LOCK or raise RLIMIT_MEMLOCK")
+        }
+        Err(e) => tracing::warn!(
+            error = %e,
+            "could not lock memory into RAM: with swap enabled, keys and weights could reach the swap device; \
+             grant CAP_IPC_LOCK, raise RLIMIT_MEMLOCK, or run without swap (set require_locked_memory to insist)"
+        ),
+    }
     let init_data = match &cfg.tee.init_data {
         Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("reading init-data {}", p.display()))?),
         None => None,

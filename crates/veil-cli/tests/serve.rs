@@ -621,9 +621,26 @@ signer = "{d}/owner.pub"
     assert!(!o.status.success());
     assert!(stderr(&o).contains("not an allowed signer"), "{}", stderr(&o));
 
+    // Memory is locked into RAM (mlockall): as root (CI) it must be; an unprivileged
+    // run only warns, which `require_locked_memory` turns into a refusal to start.
+    let pid = r._p.0.id().to_string();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let locked_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmLck:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:").map(|v| v.split_whitespace().nth(1).unwrap_or("").to_owned()))
+        .unwrap();
+    if uid == "0" {
+        assert!(locked_kb > 0, "the runtime's memory is not locked: {status}");
+    }
+
     // SIGTERM: a clean exit, with every audit record under a signed checkpoint.
     let mut r = r;
-    let pid = r._p.0.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let deadline = Instant::now() + Duration::from_secs(20);
     let status = loop {

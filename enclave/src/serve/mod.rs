@@ -106,6 +106,11 @@ pub struct TeeSection {
     /// `/sys/devices/virtual/misc/tdx_guest/measurements`), where RTMR3 is extended.
     #[serde(default)]
     pub measurements_dir: Option<PathBuf>,
+    /// Refuse to start when memory cannot be locked into RAM ([`lock_memory`]). Off by
+    /// default (an unprivileged process usually may not lock a model's worth); a failure
+    /// is then a loud warning.
+    #[serde(default)]
+    pub require_locked_memory: bool,
     /// Init-data (CoCo TOML) this CVM was launched with: its digest must be HOSTDATA /
     /// MRCONFIGID, and its `data."veil.toml"` launch identity lists the configurations
     /// and models this runtime may load ([`veil_kbs::initdata`]).
@@ -258,6 +263,15 @@ pub fn harden_process() -> std::io::Result<()> {
     setrlimit(Resource::Core, Rlimit { current: Some(0), maximum: Some(0) }).map_err(std::io::Error::from)?;
     set_dumpable_behavior(DumpableBehavior::NotDumpable).map_err(std::io::Error::from)?;
     Ok(())
+}
+
+/// Locks the process's memory, present and future, into RAM (`mlockall(MCL_CURRENT |
+/// MCL_FUTURE | MCL_ONFAULT)`): keys and plaintext weights must never be written to a
+/// swap device, which lies outside the CVM's encrypted memory. Needs `CAP_IPC_LOCK` or
+/// an `RLIMIT_MEMLOCK` above the model's size.
+pub fn lock_memory() -> std::io::Result<()> {
+    use rustix::mm::{MlockAllFlags, mlockall};
+    mlockall(MlockAllFlags::CURRENT | MlockAllFlags::FUTURE | MlockAllFlags::ONFAULT).map_err(std::io::Error::from)
 }
 
 /// A model as loaded: its engine and what was verified about it.
