@@ -41,6 +41,8 @@ pub struct InitData {
     pub algorithm: String,
     /// The digest of `body` with `algorithm`.
     pub digest: Vec<u8>,
+    /// The parsed document (its claims, for a token).
+    pub doc: toml::Table,
     /// Veil's launch identity, if the document has one.
     pub identity: Option<LaunchIdentity>,
 }
@@ -107,6 +109,7 @@ pub fn parse(body: &str) -> Result<InitData, InitDataError> {
         algorithm: algorithm.to_owned(),
         digest: aws_lc_rs::digest::digest(alg, body.as_bytes()).as_ref().to_vec(),
         identity,
+        doc,
     })
 }
 

@@ -448,44 +448,29 @@ fn check_init_data(init: &kbs_types::InitData, field_hex: Option<&str>, rule: In
     if init.format != "toml" {
         return Err(format!("init-data format {:?} is not supported (toml)", init.format));
     }
-    let doc: toml::Table = toml::from_str(&init.body).map_err(|e| format!("init-data is not TOML: {e}"))?;
-    let algorithm = doc.get("algorithm").and_then(|a| a.as_str()).ok_or("init-data names no algorithm")?;
-    let alg = match algorithm {
-        "sha256" => &aws_lc_rs::digest::SHA256,
-        "sha384" => &aws_lc_rs::digest::SHA384,
-        "sha512" => &aws_lc_rs::digest::SHA512,
-        other => return Err(format!("init-data algorithm {other:?} is not supported")),
-    };
-    let digest = aws_lc_rs::digest::digest(alg, init.body.as_bytes());
+    let parsed = veil_kbs::initdata::parse(&init.body).map_err(|e| e.to_string())?;
     let field = hex::decode(field_hex.ok_or("the evidence carries no launch field for init-data")?)
         .map_err(|_| "launch field is not hex".to_owned())?;
-    let expected = match rule {
-        InitDataRule::LaunchField => {
-            if digest.as_ref().len() > field.len() {
-                return Err(format!("a {algorithm} digest does not fit the {}-byte launch field", field.len()));
-            }
-            let mut e = digest.as_ref().to_vec();
-            e.resize(field.len(), 0);
-            e
-        }
+    match rule {
+        InitDataRule::LaunchField => parsed.check_launch_field(&field).map_err(|e| e.to_string())?,
         InitDataRule::Pcr8 => {
             // PCR 8 after one extend from zero: SHA-256(0^32 ‖ digest), digest SHA-256.
-            if algorithm != "sha256" {
-                return Err(format!("init-data bound by PCR 8 must use sha256, not {algorithm}"));
+            if parsed.algorithm != "sha256" {
+                return Err(format!("init-data bound by PCR 8 must use sha256, not {}", parsed.algorithm));
             }
             let mut input = [0u8; 64];
-            input.iter_mut().skip(32).zip(digest.as_ref()).for_each(|(o, i)| *o = *i);
-            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &input).as_ref().to_vec()
+            input.iter_mut().skip(32).zip(&parsed.digest).for_each(|(o, i)| *o = *i);
+            let expected = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &input);
+            if expected.as_ref() != field.as_slice() {
+                return Err(format!(
+                    "init-data sha256 {} does not match PCR 8 {} (Pcr8)",
+                    hex::encode(&parsed.digest),
+                    hex::encode(&field)
+                ));
+            }
         }
-    };
-    if expected != field {
-        return Err(format!(
-            "init-data {algorithm} {} does not match the launch field {} ({rule:?})",
-            hex::encode(digest.as_ref()),
-            hex::encode(&field)
-        ));
     }
-    serde_json::to_value(&doc).map_err(|e| e.to_string())
+    serde_json::to_value(&parsed.doc).map_err(|e| e.to_string())
 }
 
 async fn resource(
