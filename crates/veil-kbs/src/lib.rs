@@ -1,12 +1,14 @@
 //! The Trustee KBS attestation protocol, version 0.4.0, as Veil speaks it on both sides
 //! (PROTOCOLS.md sections 1–2): the wire types come from `kbs-types`; this crate adds the
-//! report-data rule, the resource JWE, the error bodies and the EAR attestation token.
+//! report-data rule, the resource JWE, the error bodies and the EAR attestation token;
+//! and what broker and runtime share beyond the wire: init-data, RA-TLS, rate limits.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
 
 pub mod ear;
 pub mod evidence;
 pub mod initdata;
 pub mod jwe;
+pub mod limit;
 pub mod ratls;
 
 pub use kbs_types::{

@@ -37,9 +37,10 @@ const MAX_STOP: usize = 4;
 pub struct Api {
     /// The models being served (and those withdrawn).
     pub serving: Arc<Serving>,
-    /// SHA-256 digests of the accepted API keys; empty means no authentication
-    /// (only when the configuration says so explicitly).
-    pub api_key_hashes: Vec<[u8; 32]>,
+    /// Who may call, and how often.
+    pub credentials: Credentials,
+    /// Rate limits per caller ([`Principal::label`]).
+    pub limiter: Arc<veil_kbs::limit::Limiter<String>>,
     /// Evidence for `/v1/attestation`.
     pub evidence: Arc<crate::kbs::EvidenceProvider>,
     /// The runtime's TLS key, as the `tee-pubkey` fresh evidence binds.
@@ -57,24 +58,60 @@ pub struct ApiError {
     kind: &'static str,
     message: String,
     param: Option<&'static str>,
+    /// Seconds, for `Retry-After` (rate limits).
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
     fn bad(message: impl Into<String>, param: Option<&'static str>) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, kind: "invalid_request_error", message: message.into(), param }
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            kind: "invalid_request_error",
+            message: message.into(),
+            param,
+            retry_after: None,
+        }
     }
 
     /// A 500 with a fixed message (details go to the log, not the client).
     pub fn internal(message: &str) -> Self {
-        Self { status: StatusCode::INTERNAL_SERVER_ERROR, kind: "server_error", message: message.into(), param: None }
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            kind: "server_error",
+            message: message.into(),
+            param: None,
+            retry_after: None,
+        }
     }
 
     fn unauthorized(message: &str) -> Self {
-        Self { status: StatusCode::UNAUTHORIZED, kind: "authentication_error", message: message.into(), param: None }
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            kind: "authentication_error",
+            message: message.into(),
+            param: None,
+            retry_after: None,
+        }
+    }
+
+    fn rate_limited(wait: std::time::Duration) -> Self {
+        Self {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            kind: "rate_limit_error",
+            message: format!("rate limit exceeded; retry in {} s", wait.as_secs().saturating_add(1)),
+            param: None,
+            retry_after: Some(wait.as_secs().saturating_add(1)),
+        }
     }
 
     fn not_found(message: String) -> Self {
-        Self { status: StatusCode::NOT_FOUND, kind: "invalid_request_error", message, param: Some("model") }
+        Self {
+            status: StatusCode::NOT_FOUND,
+            kind: "invalid_request_error",
+            message,
+            param: Some("model"),
+            retry_after: None,
+        }
     }
 
     fn engine(e: EngineError) -> Self {
@@ -84,12 +121,14 @@ impl ApiError {
                 kind: "server_error",
                 message: "the model is busy; retry later".into(),
                 param: None,
+                retry_after: None,
             },
             EngineError::Stopped => Self {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 kind: "server_error",
                 message: "the model is not being served".into(),
                 param: None,
+                retry_after: None,
             },
             EngineError::Model(ModelError::InvalidRequest(m)) => Self::bad(m, None),
             EngineError::Model(other) => {
@@ -99,6 +138,7 @@ impl ApiError {
                     kind: "server_error",
                     message: "inference failed".into(),
                     param: None,
+                    retry_after: None,
                 }
             }
         }
@@ -112,7 +152,11 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(self.body())).into_response()
+        let mut r = (self.status, axum::Json(self.body())).into_response();
+        if let Some(s) = self.retry_after {
+            r.headers_mut().insert(header::RETRY_AFTER, s.into());
+        }
+        r
     }
 }
 
@@ -142,35 +186,135 @@ fn random_id(prefix: &str) -> String {
     format!("{prefix}-{}", hex::encode(b))
 }
 
-/// Checks `Authorization: Bearer <key>` against the configured key digests, in
-/// constant time per digest.
-fn authorize(api: &Api, headers: &HeaderMap) -> ApiResult<()> {
-    if api.api_key_hashes.is_empty() {
-        return Ok(());
+/// An accepted API key.
+#[derive(Debug, Clone)]
+pub struct KeyEntry {
+    /// SHA-256 of the key.
+    pub digest: [u8; 32],
+    /// `key:<name>`, or `key:<first 12 hex digits of the digest>` for unnamed keys.
+    pub label: String,
+    /// Its rate limit.
+    pub quota: veil_kbs::limit::Quota,
+}
+
+/// Who may call the API ([`super::ApiSection`]).
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// Accepted API keys.
+    pub keys: Vec<KeyEntry>,
+    /// The CA (PEM) whose client certificates authenticate requests.
+    pub client_ca: Option<Vec<u8>>,
+    /// The TLS handshake requires a client certificate.
+    pub require_client_cert: bool,
+    /// No credentials at all (said explicitly in the configuration).
+    pub unauthenticated: bool,
+    /// The rate limit for callers without a key of their own.
+    pub default_quota: veil_kbs::limit::Quota,
+}
+
+/// What the connection says about the caller, set per connection by the server.
+#[derive(Debug, Clone)]
+pub struct Conn {
+    /// The client's address.
+    pub peer: std::net::SocketAddr,
+    /// SHA-256 (hex) of the client certificate, when one was presented and verified
+    /// against the client CA during the handshake.
+    pub client_cert: Option<String>,
+}
+
+/// An authenticated (or, where allowed, anonymous) caller.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// `key:<name>`, `cert:<sha256 prefix>` or `addr:<ip>`: what the rate limit and the
+    /// audit log know the caller by. Never a secret.
+    pub label: String,
+    quota: veil_kbs::limit::Quota,
+}
+
+impl Principal {
+    fn by_addr(creds: &Credentials, conn: Option<&Conn>) -> Self {
+        let label = conn.map_or_else(|| "addr:unknown".to_owned(), |c| format!("addr:{}", c.peer.ip()));
+        Self { label, quota: creds.default_quota }
     }
-    let key = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(|| ApiError::unauthorized("an API key is required (Authorization: Bearer ...)"))?;
-    let digest: [u8; 32] =
-        sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(key.as_bytes())).into();
-    // Digests are compared, so timing says nothing useful about a key; the comparison
-    // is branch-free anyway, and every configured digest is checked.
-    let mut ok = false;
-    for h in &api.api_key_hashes {
-        let diff = h.iter().zip(&digest).fold(0u8, |acc, (a, b)| acc | (a ^ b));
-        ok |= std::hint::black_box(diff) == 0;
+}
+
+/// Authenticates a request, then takes one request from the caller's rate limit.
+fn authorize(api: &Api, headers: &HeaderMap, conn: Option<&Conn>) -> ApiResult<Principal> {
+    admit(api, authenticate(&api.credentials, headers, conn)?)
+}
+
+/// Who is calling: `Authorization: Bearer <key>` against the configured key digests
+/// (every digest compared, branch-free), and the client certificate the handshake
+/// verified.
+fn authenticate(creds: &Credentials, headers: &HeaderMap, conn: Option<&Conn>) -> ApiResult<Principal> {
+    Ok(if creds.unauthenticated {
+        Principal::by_addr(creds, conn)
+    } else {
+        let cert = conn.and_then(|c| c.client_cert.as_deref());
+        let key = match headers.get(header::AUTHORIZATION) {
+            None => None,
+            Some(v) => Some(
+                v.to_str()
+                    .ok()
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .ok_or_else(|| ApiError::unauthorized("the Authorization header must be \"Bearer <API key>\""))?,
+            ),
+        };
+        let key = match key {
+            None => None,
+            Some(k) => {
+                let digest: [u8; 32] =
+                    sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(k.as_bytes())).into();
+                // Digests are compared, so timing says nothing useful about a key; the
+                // comparison is branch-free anyway, and every configured digest is checked.
+                let mut found = None;
+                for entry in &creds.keys {
+                    let diff = entry.digest.iter().zip(&digest).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+                    if std::hint::black_box(diff) == 0 {
+                        found = Some(entry);
+                    }
+                }
+                Some(found.ok_or_else(|| ApiError::unauthorized("invalid API key"))?)
+            }
+        };
+        match (key, cert) {
+            // With a required certificate, configured keys are a second factor.
+            (None, Some(_)) if creds.require_client_cert && !creds.keys.is_empty() => {
+                return Err(ApiError::unauthorized("an API key is required (Authorization: Bearer ...)"));
+            }
+            (Some(k), _) => Principal { label: k.label.clone(), quota: k.quota },
+            (None, Some(fp)) => {
+                Principal { label: format!("cert:{}", fp.get(..16).unwrap_or(fp)), quota: creds.default_quota }
+            }
+            (None, None) if creds.keys.is_empty() => {
+                return Err(ApiError::unauthorized("a client certificate is required"));
+            }
+            (None, None) => return Err(ApiError::unauthorized("an API key is required (Authorization: Bearer ...)")),
+        }
+    })
+}
+
+/// Takes one request from `principal`'s rate limit.
+fn admit(api: &Api, principal: Principal) -> ApiResult<Principal> {
+    match api.limiter.admit_with(&principal.label, principal.quota) {
+        Ok(()) => Ok(principal),
+        Err(wait) => {
+            tracing::debug!(caller = %principal.label, "rate limited");
+            Err(ApiError::rate_limited(wait))
+        }
     }
-    if ok { Ok(()) } else { Err(ApiError::unauthorized("invalid API key")) }
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(body: &[u8]) -> ApiResult<T> {
     serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("invalid request body: {e}"), None))
 }
 
-async fn models(State(api): State<Arc<Api>>, headers: HeaderMap) -> ApiResult<Response> {
-    authorize(&api, &headers)?;
+async fn models(
+    State(api): State<Arc<Api>>,
+    conn: Option<axum::Extension<Conn>>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    authorize(&api, &headers, conn.as_deref())?;
     let created = now();
     let names: Vec<String> =
         api.serving.models.read().map(|m| m.iter().map(|(l, _)| l.section.name.clone()).collect()).unwrap_or_default();
@@ -337,6 +481,7 @@ fn find(api: &Api, model: &str) -> ApiResult<Option<(String, Engine)>> {
             kind: "server_error",
             message: format!("the model {model:?} was withdrawn: the key broker no longer releases its key ({why})"),
             param: Some("model"),
+            retry_after: None,
         });
     }
     Ok(None)
@@ -411,6 +556,7 @@ fn with_receipt(
     model: &str,
     manifest: &str,
     id: &str,
+    caller: &str,
 ) -> ApiResult<Response> {
     use super::receipt::{ReceiptClaims, json_answer_hash, sha256_hex};
     let internal = |e: super::receipt::ReceiptError| {
@@ -420,6 +566,7 @@ fn with_receipt(
             kind: "server_error",
             message: "receipt failed".into(),
             param: None,
+            retry_after: None,
         }
     };
     let claims = ReceiptClaims {
@@ -431,7 +578,7 @@ fn with_receipt(
         iat: now(),
         seq: 0,
     };
-    let token = api.receipts.issue(claims).map_err(internal)?;
+    let token = api.receipts.issue(claims, caller).map_err(internal)?;
     if let Some(o) = answer.as_object_mut() {
         o.insert("veil_receipt".into(), Value::String(token.clone()));
     }
@@ -446,8 +593,13 @@ fn usage(prompt: usize, completion: usize) -> Value {
     json!({"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt.saturating_add(completion)})
 }
 
-async fn chat_completions(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
-    authorize(&api, &headers)?;
+async fn chat_completions(
+    State(api): State<Arc<Api>>,
+    conn: Option<axum::Extension<Conn>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let caller = authorize(&api, &headers, conn.as_deref())?;
     let req: ChatRequest = parse(&body)?;
     refuse_unsupported(&req.rest)?;
     let (manifest, engine) = chat_engine(&api, &req.model)?;
@@ -458,7 +610,8 @@ async fn chat_completions(State(api): State<Arc<Api>>, headers: HeaderMap, body:
     let created = now();
     let model = req.model;
     if req.sampling.stream.unwrap_or(false) {
-        let receipt = (api.receipts.clone(), super::receipt::sha256_hex(&body), manifest, api.metrics.clone());
+        let receipt =
+            (api.receipts.clone(), super::receipt::sha256_hex(&body), manifest, api.metrics.clone(), caller.label);
         return Ok(stream(engine, prompt, params, id, created, model, true, receipt));
     }
     let t0 = std::time::Instant::now();
@@ -470,11 +623,16 @@ async fn chat_completions(State(api): State<Arc<Api>>, headers: HeaderMap, body:
                      "logprobs": Value::Null, "finish_reason": finish(g.finish_reason)}],
         "usage": usage(g.prompt_tokens, g.completion_tokens),
     });
-    with_receipt(&api, &body, answer, &model, &manifest, &id)
+    with_receipt(&api, &body, answer, &model, &manifest, &id, &caller.label)
 }
 
-async fn completions(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
-    authorize(&api, &headers)?;
+async fn completions(
+    State(api): State<Arc<Api>>,
+    conn: Option<axum::Extension<Conn>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let caller = authorize(&api, &headers, conn.as_deref())?;
     let req: CompletionRequest = parse(&body)?;
     refuse_unsupported(&req.rest)?;
     let (manifest, engine) = chat_engine(&api, &req.model)?;
@@ -494,7 +652,8 @@ async fn completions(State(api): State<Arc<Api>>, headers: HeaderMap, body: Byte
     let created = now();
     let model = req.model;
     if req.sampling.stream.unwrap_or(false) {
-        let receipt = (api.receipts.clone(), super::receipt::sha256_hex(&body), manifest, api.metrics.clone());
+        let receipt =
+            (api.receipts.clone(), super::receipt::sha256_hex(&body), manifest, api.metrics.clone(), caller.label);
         return Ok(stream(engine, prompt, params, id, created, model, false, receipt));
     }
     let t0 = std::time::Instant::now();
@@ -505,7 +664,7 @@ async fn completions(State(api): State<Arc<Api>>, headers: HeaderMap, body: Byte
         "choices": [{"index": 0, "text": g.text, "logprobs": Value::Null, "finish_reason": finish(g.finish_reason)}],
         "usage": usage(g.prompt_tokens, g.completion_tokens),
     });
-    with_receipt(&api, &body, answer, &model, &manifest, &id)
+    with_receipt(&api, &body, answer, &model, &manifest, &id, &caller.label)
 }
 
 /// Server-sent events: a role chunk (chat), content chunks as text becomes final, a
@@ -521,11 +680,11 @@ fn stream(
     created: u64,
     model: String,
     chat: bool,
-    receipt: (Arc<super::receipt::Signer>, String, String, Arc<super::metrics::Metrics>),
+    receipt: (Arc<super::receipt::Signer>, String, String, Arc<super::metrics::Metrics>, String),
 ) -> Response {
     let (text_tx, mut text_rx) = mpsc::channel::<String>(64);
     let (event_tx, event_rx) = mpsc::channel::<Result<Event, Infallible>>(64);
-    let (signer, req_hash, manifest, metrics) = receipt;
+    let (signer, req_hash, manifest, metrics, caller) = receipt;
     let started = std::time::Instant::now();
     let metrics_model = model.clone();
     let (rid, rmodel) = (id.clone(), model.clone());
@@ -539,7 +698,7 @@ fn stream(
             iat: now(),
             seq: 0,
         };
-        let token = match signer.issue(claims) {
+        let token = match signer.issue(claims, &caller) {
             Ok(t) => t,
             Err(e) => {
                 tracing::error!(error = %e, "receipt");
@@ -598,6 +757,7 @@ fn stream(
                     kind: "server_error",
                     message: "inference failed".into(),
                     param: None,
+                    retry_after: None,
                 }
                 .body()
                 .to_string(),
@@ -624,8 +784,13 @@ struct EmbeddingRequest {
     user: Option<String>,
 }
 
-async fn embeddings(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
-    authorize(&api, &headers)?;
+async fn embeddings(
+    State(api): State<Arc<Api>>,
+    conn: Option<axum::Extension<Conn>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let caller = authorize(&api, &headers, conn.as_deref())?;
     let req: EmbeddingRequest = parse(&body)?;
     let _ = req.user;
     let (manifest, engine) = embed_engine(&api, &req.model)?;
@@ -675,7 +840,7 @@ async fn embeddings(State(api): State<Arc<Api>>, headers: HeaderMap, body: Bytes
         "usage": {"prompt_tokens": out.tokens, "total_tokens": out.tokens},
     });
     let id = random_id("embd");
-    with_receipt(&api, &body, answer, &req.model, &manifest, &id)
+    with_receipt(&api, &body, answer, &req.model, &manifest, &id, &caller.label)
 }
 
 #[derive(Debug, Deserialize)]
@@ -684,8 +849,12 @@ struct NonceQuery {
 }
 
 /// `GET /metrics`: Prometheus metrics, behind the API keys.
-async fn metrics(State(api): State<Arc<Api>>, headers: HeaderMap) -> ApiResult<Response> {
-    authorize(&api, &headers)?;
+async fn metrics(
+    State(api): State<Arc<Api>>,
+    conn: Option<axum::Extension<Conn>>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    authorize(&api, &headers, conn.as_deref())?;
     let queues: Vec<(String, usize)> = api
         .serving
         .models
@@ -718,8 +887,11 @@ async fn metrics(State(api): State<Arc<Api>>, headers: HeaderMap) -> ApiResult<R
 /// being served. No API key: a relying party checks this before it sends one.
 async fn attestation(
     State(api): State<Arc<Api>>,
+    conn: Option<axum::Extension<Conn>>,
     axum::extract::Query(q): axum::extract::Query<NonceQuery>,
 ) -> ApiResult<Response> {
+    // Each answer costs a quote from the TEE: limited per client address.
+    admit(&api, Principal::by_addr(&api.credentials, conn.as_deref()))?;
     let nonce = hex::decode(&q.nonce).map_err(|_| ApiError::bad("nonce must be hex", Some("nonce")))?;
     if !(16..=64).contains(&nonce.len()) {
         return Err(ApiError::bad("nonce must be 16 to 64 bytes", Some("nonce")));
@@ -761,4 +933,95 @@ async fn attestation(
         "models": models,
     }))
     .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use veil_kbs::limit::Quota;
+
+    const Q: Quota = Quota { per_sec: 1.0, burst: 1.0 };
+
+    fn creds(keys: &[&str], ca: bool, required: bool) -> Credentials {
+        Credentials {
+            keys: keys
+                .iter()
+                .map(|k| KeyEntry {
+                    digest: sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(k.as_bytes()))
+                        .into(),
+                    label: format!("key:{k}-holder"),
+                    quota: Q,
+                })
+                .collect(),
+            client_ca: ca.then(Vec::new),
+            require_client_cert: required,
+            unauthenticated: keys.is_empty() && !ca,
+            default_quota: Q,
+        }
+    }
+
+    fn bearer(key: Option<&str>) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        if let Some(k) = key {
+            h.insert(header::AUTHORIZATION, format!("Bearer {k}").parse().unwrap());
+        }
+        h
+    }
+
+    fn conn(cert: Option<&str>) -> Conn {
+        Conn { peer: "192.0.2.7:4000".parse().unwrap(), client_cert: cert.map(str::to_owned) }
+    }
+
+    fn who(c: &Credentials, key: Option<&str>, cert: Option<&str>) -> Result<String, (StatusCode, String)> {
+        authenticate(c, &bearer(key), Some(&conn(cert))).map(|p| p.label).map_err(|e| (e.status, e.message))
+    }
+
+    #[test]
+    fn keys_alone() {
+        let c = creds(&["k1", "k2"], false, false);
+        assert_eq!(who(&c, Some("k2"), None).unwrap(), "key:k2-holder");
+        let (s, m) = who(&c, Some("k3"), None).unwrap_err();
+        assert_eq!((s, m.as_str()), (StatusCode::UNAUTHORIZED, "invalid API key"));
+        assert!(who(&c, None, None).unwrap_err().1.contains("API key is required"));
+        let mut h = HeaderMap::new();
+        h.insert(header::AUTHORIZATION, "Basic azE6".parse().unwrap());
+        assert!(authenticate(&c, &h, None).is_err());
+    }
+
+    #[test]
+    fn a_certificate_or_a_key() {
+        let c = creds(&["k1"], true, false);
+        let fp = "ab".repeat(32);
+        assert_eq!(who(&c, None, Some(&fp)).unwrap(), format!("cert:{}", &fp[..16]));
+        // A key names the caller even with a certificate; a wrong key is still refused.
+        assert_eq!(who(&c, Some("k1"), Some(&fp)).unwrap(), "key:k1-holder");
+        assert!(who(&c, Some("nope"), Some(&fp)).is_err());
+        assert!(who(&c, None, None).is_err());
+    }
+
+    #[test]
+    fn a_required_certificate_makes_keys_a_second_factor() {
+        let c = creds(&["k1"], true, true);
+        let fp = "cd".repeat(32);
+        assert!(who(&c, None, Some(&fp)).unwrap_err().1.contains("API key is required"));
+        assert_eq!(who(&c, Some("k1"), Some(&fp)).unwrap(), "key:k1-holder");
+        // Certificates alone.
+        let c = creds(&[], true, true);
+        assert_eq!(who(&c, None, Some(&fp)).unwrap(), format!("cert:{}", &fp[..16]));
+        assert!(who(&c, None, None).unwrap_err().1.contains("client certificate is required"));
+    }
+
+    #[test]
+    fn anonymous_callers_are_known_by_address() {
+        let c = creds(&[], false, false);
+        assert_eq!(who(&c, None, None).unwrap(), "addr:192.0.2.7");
+        assert_eq!(authenticate(&c, &HeaderMap::new(), None).unwrap().label, "addr:unknown");
+    }
+
+    #[test]
+    fn a_rate_limit_refusal_says_when_to_retry() {
+        let r = ApiError::rate_limited(std::time::Duration::from_millis(1500)).into_response();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "2");
+    }
 }

@@ -118,16 +118,77 @@ pub struct TeeSection {
     pub init_data: Option<PathBuf>,
 }
 
-/// `[api]`.
+/// `[api]`: who may call the API, and how often.
+///
+/// A request is authenticated by an API key (`Authorization: Bearer`) or by a TLS client
+/// certificate that chains to `client_ca`. With `require_client_cert`, the handshake
+/// refuses clients without one, and when API keys are configured too, a request needs
+/// both. Every authenticated caller (each key, each certificate) has its own rate limit;
+/// `/v1/attestation`, which needs no credentials, is limited per client address.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiSection {
-    /// Accepted API keys as `sha256:<hex>` of the key.
+    /// Accepted API keys as `sha256:<hex>` of the key, under the default rate limit.
     #[serde(default)]
     pub key_hashes: Vec<String>,
-    /// Serve without API keys. Must be said explicitly.
+    /// Accepted API keys with a name (for logs and the audit log) and their own limits.
+    #[serde(default)]
+    pub keys: Vec<ApiKeySection>,
+    /// A CA certificate (PEM): client certificates it issued authenticate requests.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// Refuse TLS clients without a certificate from `client_ca`.
+    #[serde(default)]
+    pub require_client_cert: bool,
+    /// Serve without any credentials (only when none are configured). Must be said
+    /// explicitly; callers are then limited per client address.
     #[serde(default)]
     pub allow_unauthenticated: bool,
+    /// The default rate limit per caller.
+    #[serde(default)]
+    pub rate_limit: RateLimitSection,
+}
+
+/// `[[api.keys]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeySection {
+    /// `sha256:<hex>` of the key.
+    pub hash: String,
+    /// A name for the key's holder (not a secret; it appears in logs and audit records).
+    pub name: String,
+    /// This key's rate, if not the default.
+    #[serde(default)]
+    pub requests_per_sec: Option<f64>,
+    /// This key's burst, if not the default.
+    #[serde(default)]
+    pub burst: Option<f64>,
+}
+
+/// `[api.rate_limit]`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitSection {
+    /// Requests per second each caller may make on average (default 10).
+    #[serde(default = "default_rate")]
+    pub requests_per_sec: f64,
+    /// Requests a caller may make at once (default 20).
+    #[serde(default = "default_burst")]
+    pub burst: f64,
+}
+
+impl Default for RateLimitSection {
+    fn default() -> Self {
+        Self { requests_per_sec: default_rate(), burst: default_burst() }
+    }
+}
+
+fn default_rate() -> f64 {
+    10.0
+}
+
+fn default_burst() -> f64 {
+    20.0
 }
 
 /// What a model is for.
@@ -220,12 +281,7 @@ impl ServeConfig {
         if names.len() != self.models.len() || names.iter().any(|n| n.is_empty() || n.len() > 128) {
             return bad("model names must be distinct, non-empty and at most 128 bytes".into());
         }
-        if self.api.key_hashes.is_empty() && !self.api.allow_unauthenticated {
-            return bad("[api] key_hashes is empty; add keys or set allow_unauthenticated = true".into());
-        }
-        for h in &self.api.key_hashes {
-            parse_key_hash(h)?;
-        }
+        self.credentials()?;
         match self.tee.kind.as_str() {
             "sim" if !self.tee.danger_simulated => {
                 return bad("tee kind \"sim\" needs danger_simulated = true: simulated evidence proves nothing".into());
@@ -239,9 +295,62 @@ impl ServeConfig {
         Ok(())
     }
 
-    /// The accepted API key digests.
-    pub fn key_hashes(&self) -> Result<Vec<[u8; 32]>, ServeError> {
-        self.api.key_hashes.iter().map(|h| parse_key_hash(h)).collect()
+    /// Who may call the API, as [`api::Credentials`] checks it (client CA read here).
+    pub fn credentials(&self) -> Result<api::Credentials, ServeError> {
+        let a = &self.api;
+        let bad = |m: String| Err(ServeError::Config(format!("[api] {m}")));
+        let default = veil_kbs::limit::Quota { per_sec: a.rate_limit.requests_per_sec, burst: a.rate_limit.burst };
+        if let Err(e) = default.check() {
+            return bad(format!("rate_limit: {e}"));
+        }
+        let mut keys = Vec::new();
+        for h in &a.key_hashes {
+            let digest = parse_key_hash(h)?;
+            keys.push(api::KeyEntry { digest, label: format!("key:{}", hex::encode(&digest[..6])), quota: default });
+        }
+        for k in &a.keys {
+            let digest = parse_key_hash(&k.hash)?;
+            if k.name.is_empty() || k.name.len() > 64 || k.name.chars().any(|c| c.is_control()) {
+                return bad(format!("keys: name {:?} must be 1 to 64 printable characters", k.name));
+            }
+            let quota = veil_kbs::limit::Quota {
+                per_sec: k.requests_per_sec.unwrap_or(default.per_sec),
+                burst: k.burst.unwrap_or(default.burst),
+            };
+            if let Err(e) = quota.check() {
+                return bad(format!("keys: {}: {e}", k.name));
+            }
+            keys.push(api::KeyEntry { digest, label: format!("key:{}", k.name), quota });
+        }
+        let mut seen: Vec<[u8; 32]> = keys.iter().map(|k| k.digest).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        if seen.len() != keys.len() {
+            return bad("the same API key hash is listed twice".into());
+        }
+        if a.require_client_cert && a.client_ca.is_none() {
+            return bad("require_client_cert needs client_ca".into());
+        }
+        let client_ca = match &a.client_ca {
+            None => None,
+            Some(p) => Some(
+                std::fs::read(p).map_err(|e| ServeError::Config(format!("[api] client_ca {}: {e}", p.display())))?,
+            ),
+        };
+        let none = keys.is_empty() && client_ca.is_none();
+        if none && !a.allow_unauthenticated {
+            return bad("no credentials: add key_hashes, keys or client_ca, or set allow_unauthenticated = true".into());
+        }
+        if !none && a.allow_unauthenticated {
+            return bad("allow_unauthenticated contradicts the configured credentials".into());
+        }
+        Ok(api::Credentials {
+            keys,
+            client_ca,
+            require_client_cert: a.require_client_cert,
+            unauthenticated: none,
+            default_quota: default,
+        })
     }
 }
 
@@ -596,11 +705,13 @@ pub fn certificate_evidence(key: &RuntimeKey, evidence: &EvidenceProvider) -> Re
 /// A self-signed certificate for the runtime key, for `localhost` and 127.0.0.1, carrying
 /// `ratls_extension` (the evidence, [`certificate_evidence`]); writes it (public) to
 /// `state_dir/tls.crt` and returns the rustls configuration and the certificate's
-/// SHA-256 fingerprint.
+/// SHA-256 fingerprint. Client certificates are asked for when `credentials` name a
+/// client CA (and required when they say so).
 pub fn tls_config(
     key: &RuntimeKey,
     state_dir: &Path,
     ratls_extension: Vec<u8>,
+    credentials: &api::Credentials,
 ) -> Result<(Arc<rustls::ServerConfig>, String), ServeError> {
     let tls = |e: &dyn std::fmt::Display| ServeError::Tls(e.to_string());
     let kp = rcgen::KeyPair::try_from(key.pkcs8.as_slice()).map_err(|e| tls(&e))?;
@@ -621,12 +732,29 @@ pub fn tls_config(
     let fp = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(cert.der()));
     let der_key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.pkcs8.to_vec().into());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| tls(&e))?
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.der().clone()], der_key)
         .map_err(|e| tls(&e))?;
+    let builder = match &credentials.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(pem) => {
+            use rustls::pki_types::pem::PemObject as _;
+            let mut roots = rustls::RootCertStore::empty();
+            for c in rustls::pki_types::CertificateDer::pem_slice_iter(pem) {
+                roots
+                    .add(c.map_err(|e| ServeError::Config(format!("[api] client_ca: {e}")))?)
+                    .map_err(|e| ServeError::Config(format!("[api] client_ca: {e}")))?;
+            }
+            if roots.is_empty() {
+                return Err(ServeError::Config("[api] client_ca holds no certificate".into()));
+            }
+            let v = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let v = if credentials.require_client_cert { v } else { v.allow_unauthenticated() };
+            builder
+                .with_client_cert_verifier(v.build().map_err(|e| ServeError::Config(format!("[api] client_ca: {e}")))?)
+        }
+    };
+    let cfg = builder.with_single_cert(vec![cert.der().clone()], der_key).map_err(|e| tls(&e))?;
     Ok((Arc::new(cfg), fp))
 }
 
@@ -732,6 +860,7 @@ pub async fn run(
         serving.models.write().map_err(|_| ServeError::Config("lock poisoned".into()))?.push(loaded);
     }
     let key = RuntimeKey::generate()?;
+    let credentials = cfg.credentials()?;
     std::fs::create_dir_all(&cfg.state_dir)?;
     let audit = Arc::new(
         audit::AuditLog::open(&cfg.state_dir.join("audit.log"), key.pkcs8(), &key.jwk)
@@ -739,7 +868,8 @@ pub async fn run(
     );
     let api = Arc::new(api::Api {
         serving: serving.clone(),
-        api_key_hashes: cfg.key_hashes()?,
+        limiter: Arc::new(veil_kbs::limit::Limiter::new(credentials.default_quota)),
+        credentials: credentials.clone(),
         evidence: evidence.clone(),
         tee_pubkey: key.jwk.clone(),
         receipts: Arc::new(
@@ -790,7 +920,7 @@ pub async fn run(
             .await
             .map_err(|e| ServeError::Tls(e.to_string()))??
     };
-    let (tls, fp) = tls_config(&key, &cfg.state_dir, ext)?;
+    let (tls, fp) = tls_config(&key, &cfg.state_dir, ext, &credentials)?;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
     let addr = listener.local_addr()?;
@@ -819,6 +949,20 @@ pub async fn run(
                 }
                 Err(_) => return,
             };
+            // What the connection proved about the caller goes with each request.
+            let conn_info = api::Conn {
+                peer,
+                client_cert: tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .map(|c| hex::encode(<sha2::Sha256 as sha2::Digest>::digest(c))),
+            };
+            let router = tower::ServiceExt::map_request(router, move |mut req: axum::http::Request<_>| {
+                req.extensions_mut().insert(conn_info.clone());
+                req
+            });
             let svc = hyper_util::service::TowerToHyperService::new(router);
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
@@ -869,5 +1013,48 @@ mod tests {
         s.vouch("m", "x.y.z");
         let v = s.vouched.read().unwrap()["m"];
         assert!(v.expired(v.at + Duration::from_millis(1)));
+    }
+
+    fn cfg(api: &str) -> Result<ServeConfig, ServeError> {
+        ServeConfig::from_toml(&format!(
+            "state_dir = \"/tmp/x\"\n[kbs]\nurl = \"https://127.0.0.1:1\"\n[tee]\nkind = \"snp\"\n[api]\n{api}\n\
+             [[model]]\nname = \"m\"\nkind = \"chat\"\nbundle = \"b\"\nsigner = \"s\"\n"
+        ))
+    }
+
+    fn refused(api: &str, why: &str) {
+        match cfg(api) {
+            Err(ServeError::Config(m)) => assert!(m.contains(why), "{api}: {m}"),
+            other => panic!("{api}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn api_credentials_and_limits_are_checked() {
+        let h = format!("sha256:{}", "a".repeat(64));
+        refused("", "no credentials");
+        refused(&format!("key_hashes = [\"{h}\"]\nallow_unauthenticated = true"), "contradicts");
+        refused("require_client_cert = true\nallow_unauthenticated = true", "needs client_ca");
+        refused("client_ca = \"/nonexistent/ca.pem\"", "client_ca /nonexistent/ca.pem");
+        refused(&format!("key_hashes = [\"{h}\"]\n[api.rate_limit]\nrequests_per_sec = 0"), "positive");
+        refused(&format!("key_hashes = [\"{h}\"]\n[api.rate_limit]\nburst = 0.5"), "at least 1");
+        refused(&format!("key_hashes = [\"{h}\"]\n[[api.keys]]\nhash = \"{h}\"\nname = \"a\""), "twice");
+        refused(&format!("[[api.keys]]\nhash = \"{h}\"\nname = \"\""), "printable");
+        refused(&format!("[[api.keys]]\nhash = \"{h}\"\nname = \"a\"\nburst = -1.0"), "keys: a: the burst");
+        refused("[[api.keys]]\nhash = \"md5:00\"\nname = \"a\"", "sha256:<64 hex digits>");
+
+        let c = cfg(&format!(
+            "key_hashes = [\"{h}\"]\n[[api.keys]]\nhash = \"sha256:{}\"\nname = \"batch\"\nrequests_per_sec = 0.5\n\
+             [api.rate_limit]\nburst = 5",
+            "b".repeat(64)
+        ))
+        .unwrap();
+        let creds = c.credentials().unwrap();
+        assert_eq!(creds.default_quota, veil_kbs::limit::Quota { per_sec: 10.0, burst: 5.0 });
+        assert_eq!(creds.keys[0].label, "key:aaaaaaaaaaaa");
+        assert_eq!(creds.keys[1].label, "key:batch");
+        assert_eq!(creds.keys[1].quota, veil_kbs::limit::Quota { per_sec: 0.5, burst: 5.0 });
+        assert!(!creds.unauthenticated && creds.client_ca.is_none());
+        assert!(cfg("allow_unauthenticated = true").unwrap().credentials().unwrap().unauthenticated);
     }
 }

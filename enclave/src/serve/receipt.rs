@@ -98,8 +98,9 @@ impl Signer {
 
     /// Issues a receipt: appends its record to the audit log (the record's sequence
     /// number becomes the receipt's `seq`; without a log, the counter's), then signs.
-    /// A receipt that cannot be audited is not issued.
-    pub fn issue(&self, mut claims: ReceiptClaims) -> Result<String, ReceiptError> {
+    /// A receipt that cannot be audited is not issued. `caller` ([`super::api::Principal`]'s
+    /// label, never a secret) goes in the audit record, not in the receipt.
+    pub fn issue(&self, mut claims: ReceiptClaims, caller: &str) -> Result<String, ReceiptError> {
         claims.seq = match &self.audit {
             Some(log) => {
                 let mut rec = serde_json::Map::new();
@@ -109,6 +110,7 @@ impl Signer {
                 rec.insert("id".into(), Value::from(claims.id.clone()));
                 rec.insert("req".into(), Value::from(claims.req.clone()));
                 rec.insert("resp".into(), Value::from(claims.resp.clone()));
+                rec.insert("caller".into(), Value::from(caller));
                 log.append(rec).map_err(|e| err(e.to_string()))?
             }
             None => self.next_seq(),
