@@ -718,3 +718,150 @@ fn a_model_stops_serving_when_the_brokers_token_runs_out_unrenewed() {
         std::thread::sleep(Duration::from_millis(250));
     }
 }
+
+/// A client certificate (PEM: certificate then PKCS#8 key) for `reqwest`.
+fn identity(cert: &rcgen::Certificate, key: &rcgen::KeyPair) -> reqwest::Identity {
+    reqwest::Identity::from_pem(format!("{}{}", cert.pem(), key.serialize_pem()).as_bytes()).unwrap()
+}
+
+fn client_with(cert: &Path, id: Option<reqwest::Identity>) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&std::fs::read(cert).unwrap()).unwrap());
+    if let Some(id) = id {
+        b = b.identity(id);
+    }
+    b.build().unwrap()
+}
+
+/// Callers authenticate with an API key (from `key_hashes` or a named `[[api.keys]]`
+/// entry with its own quota) or a client certificate issued by `client_ca`; each caller
+/// has its own token bucket, and an empty one answers 429 with Retry-After. With
+/// `require_client_cert`, a connection without a certificate from the CA is refused in
+/// the TLS handshake and the API key becomes a second factor. The audit log names the
+/// caller, never its key.
+#[test]
+fn callers_authenticate_by_key_or_client_certificate_and_are_rate_limited() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let b = start_broker();
+    keygen(d, "owner", "SECP256R1", false);
+    seal(d, &b, &cached_model("minilm"), "minilm");
+
+    // A client CA, a certificate it issued, and a self-signed certificate it did not.
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "veil test client CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    std::fs::write(d.join("client-ca.pem"), ca_cert.pem()).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf_params = |cn: &str| {
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        p
+    };
+    let good_key = rcgen::KeyPair::generate().unwrap();
+    let good = leaf_params("client-1").signed_by(&good_key, &issuer).unwrap();
+    let rogue_key = rcgen::KeyPair::generate().unwrap();
+    let rogue = leaf_params("client-1").self_signed(&rogue_key).unwrap();
+
+    const TIGHT_KEY: &str = "tight-key";
+    let hash = |k: &str| hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, k.as_bytes()));
+    let write_cfg = |require: bool| {
+        let p = d.join("serve.toml");
+        std::fs::write(
+            &p,
+            format!(
+                "state_dir = \"{state}\"\n[kbs]\nurl = \"{url}\"\nca_cert = \"{ca}\"\n[tee]\nkind = \"sim\"\n\
+                 danger_simulated = true\n[api]\nkey_hashes = [\"sha256:{main}\"]\nclient_ca = \"{d}/client-ca.pem\"\n\
+                 require_client_cert = {require}\n[api.rate_limit]\nrequests_per_sec = 100\nburst = 100\n\
+                 [[api.keys]]\nhash = \"sha256:{tight}\"\nname = \"tight\"\nrequests_per_sec = 0.05\nburst = 2\n\
+                 [[model]]\nname = \"minilm\"\nkind = \"embedding\"\nbundle = \"{d}/minilm.veil\"\nsigner = \"{d}/owner.pub\"\n",
+                state = d.join("state").display(),
+                url = b.url,
+                ca = b.ca_path.display(),
+                d = d.display(),
+                main = hash(API_KEY),
+                tight = hash(TIGHT_KEY),
+            ),
+        )
+        .unwrap();
+        p
+    };
+    let tmp = d.join("tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let body = json!({"model": "minilm", "input": "x"});
+    // (status, Retry-After, body); Err for a request that failed below HTTP (the handshake).
+    let embed = |c: &reqwest::Client, url: &str, key: Option<&str>| {
+        rt.block_on(async {
+            let mut r = c.post(format!("{url}/v1/embeddings")).json(&body);
+            if let Some(k) = key {
+                r = r.bearer_auth(k);
+            }
+            let resp = r.send().await?;
+            let retry = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+            Ok::<_, reqwest::Error>((resp.status().as_u16(), retry, resp.text().await?))
+        })
+    };
+
+    // Certificates optional.
+    let r = start_runtime(&write_cfg(false), &tmp).unwrap_or_else(|(c, e)| panic!("runtime exited {c}: {e}"));
+    let anon = client_with(&r.cert, None);
+    let with_cert = client_with(&r.cert, Some(identity(&good, &good_key)));
+    let (s, _, text) = embed(&anon, &r.url, None).unwrap();
+    assert_eq!(s, 401, "no key and no certificate: {text}");
+    assert!(text.contains("authentication_error"), "{text}");
+    let (s, _, text) = embed(&anon, &r.url, Some("not-a-key")).unwrap();
+    assert_eq!(s, 401, "{text}");
+    let (s, _, text) = embed(&anon, &r.url, Some(API_KEY)).unwrap();
+    assert_eq!(s, 200, "a configured key: {text}");
+    let (s, _, text) = embed(&with_cert, &r.url, None).unwrap();
+    assert_eq!(s, 200, "a certificate from client_ca, no key: {text}");
+    let rogue_client = client_with(&r.cert, Some(identity(&rogue, &rogue_key)));
+    assert!(
+        embed(&rogue_client, &r.url, Some(API_KEY)).is_err(),
+        "a certificate from another CA must fail the handshake"
+    );
+
+    // The tight key: its burst of 2, then 429 with Retry-After, while other callers
+    // keep their own buckets.
+    for i in 0..2 {
+        let (s, _, text) = embed(&anon, &r.url, Some(TIGHT_KEY)).unwrap();
+        assert_eq!(s, 200, "request {i} within the burst: {text}");
+    }
+    let (s, retry, text) = embed(&anon, &r.url, Some(TIGHT_KEY)).unwrap();
+    assert_eq!(s, 429, "{text}");
+    assert!(text.contains("rate_limit_error"), "{text}");
+    let retry: u64 = retry.expect("a 429 carries Retry-After").parse().unwrap();
+    assert!((1..=21).contains(&retry), "Retry-After {retry} s for 0.05 requests/s");
+    let (s, _, text) = embed(&anon, &r.url, Some(API_KEY)).unwrap();
+    assert_eq!(s, 200, "another key is not limited by the tight one: {text}");
+    let (s, _, text) = embed(&with_cert, &r.url, None).unwrap();
+    assert_eq!(s, 200, "{text}");
+    drop(r);
+
+    // The audit log knows callers by name or certificate fingerprint, never by key.
+    let log = std::fs::read_to_string(d.join("state/audit.log")).unwrap();
+    let callers: Vec<String> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|v| v.get("caller").and_then(Value::as_str).map(str::to_owned))
+        .collect();
+    assert!(callers.iter().filter(|c| *c == "key:tight").count() == 2, "{callers:?}");
+    assert!(callers.iter().any(|c| c.starts_with("cert:")), "{callers:?}");
+    assert!(callers.iter().any(|c| *c == format!("key:{}", &hash(API_KEY)[..12])), "{callers:?}");
+    assert!(!log.contains(API_KEY) && !log.contains(TIGHT_KEY), "an API key in the audit log");
+
+    // Certificates required: no certificate fails the handshake; with one, the key is
+    // a second factor.
+    let r = start_runtime(&write_cfg(true), &tmp).unwrap_or_else(|(c, e)| panic!("runtime exited {c}: {e}"));
+    let anon = client_with(&r.cert, None);
+    let with_cert = client_with(&r.cert, Some(identity(&good, &good_key)));
+    assert!(embed(&anon, &r.url, Some(API_KEY)).is_err(), "no client certificate must fail the handshake");
+    let (s, _, text) = embed(&with_cert, &r.url, None).unwrap();
+    assert_eq!(s, 401, "certificate without the key: {text}");
+    let (s, _, text) = embed(&with_cert, &r.url, Some(API_KEY)).unwrap();
+    assert_eq!(s, 200, "certificate and key: {text}");
+}

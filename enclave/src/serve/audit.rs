@@ -5,7 +5,7 @@
 //!
 //! ```text
 //!   {"seq":0,"type":"genesis","time":…,"prev":"00…00","jwk":{…runtime key…}}
-//!   {"seq":1,"type":"receipt","time":…,"prev":H(line 0),"model":…,"manifest":…,"id":…,"req":…,"resp":…}
+//!   {"seq":1,"type":"receipt","time":…,"prev":H(line 0),"model":…,"manifest":…,"id":…,"req":…,"resp":…,"caller":"key:alice"}
 //!   {"seq":2,"type":"request","time":…,"prev":H(line 1),"path":"/v1/models","status":200}
 //!   {"seq":3,"type":"checkpoint","time":…,"prev":H(line 2),"sig":"<b64url ES256>"}
 //! ```
@@ -13,7 +13,11 @@
 //! - `prev` is the lower-case hex SHA-256 of the previous line's exact bytes (without
 //!   its newline); the first line's is 64 zeros. `seq` counts lines from 0.
 //! - `receipt` records carry the same `seq` as the receipt the client got, and its `req`
-//!   and `resp` hashes; `request` records cover every other answer (refusals included).
+//!   and `resp` hashes, and the caller's label: `key:<name>` for a named `[[api.keys]]`
+//!   entry, `key:<first 12 hex of the key's SHA-256>` for one from `key_hashes`,
+//!   `cert:<first 16 hex of the client certificate's SHA-256>`, or `addr:<IP>` when the
+//!   API runs without credentials; `request` records cover every other answer (refusals
+//!   included).
 //! - A `genesis` record starts each run of the runtime, with its key (a fresh one per
 //!   boot); a restarted runtime appends to the same file, chained to the last line.
 //! - A `checkpoint` signs `"veil-audit-checkpoint/v1" ‖ 0x00 ‖ seq (8 bytes, big-endian)

@@ -94,6 +94,14 @@ impl Config {
         if c.kek_file.is_some() == c.kek_env.is_some() {
             anyhow::bail!("{}: set exactly one of kek_file and kek_env", path.display());
         }
+        c.rate_limit()
+            .check()
+            .map_err(|e| anyhow::anyhow!("{}: rate_limit_per_sec / rate_limit_burst: {e}", path.display()))?;
         Ok(c)
+    }
+
+    /// The per-client-address quota.
+    pub fn rate_limit(&self) -> veil_kbs::limit::Quota {
+        veil_kbs::limit::Quota { per_sec: self.rate_limit_per_sec, burst: self.rate_limit_burst }
     }
 }

@@ -40,7 +40,7 @@ pub struct Kbs {
     verifiers: Verifiers,
     sessions: Mutex<HashMap<String, Session>>,
     metrics: Metrics,
-    buckets: Mutex<HashMap<IpAddr, Bucket>>,
+    limiter: veil_kbs::limit::Limiter<IpAddr>,
     last_sweep: Mutex<Instant>,
     /// Policies parsed with their reference values, and the revocation list, as of the
     /// last admin change; `None` after a change, rebuilt from the store on next use.
@@ -52,12 +52,6 @@ struct Policies {
     attestation: policy::Prepared,
     resource: policy::Prepared,
     revoked: Vec<String>,
-}
-
-/// A client's token bucket.
-struct Bucket {
-    tokens: f64,
-    at: Instant,
 }
 
 /// The peer address of a connection, added to each request's extensions.
@@ -161,6 +155,7 @@ impl Kbs {
                 "danger_trust_simulator = true: simulated evidence and the sample TEE are accepted; every result says simulated"
             );
         }
+        let limiter = veil_kbs::limit::Limiter::new(cfg.rate_limit());
         Ok(Arc::new(Self {
             cfg,
             store,
@@ -171,7 +166,7 @@ impl Kbs {
             verifiers: Verifiers::default(),
             sessions: Mutex::new(HashMap::new()),
             metrics: Metrics::default(),
-            buckets: Mutex::new(HashMap::new()),
+            limiter,
             last_sweep: Mutex::new(Instant::now()),
             policies: Mutex::new(None),
         }))
@@ -193,26 +188,6 @@ impl Kbs {
             .layer(axum::middleware::from_fn_with_state(self.clone(), track))
             .layer(tower_http::limit::RequestBodyLimitLayer::new(self.cfg.max_body_bytes))
             .with_state(self.clone())
-    }
-
-    /// Takes one token from `ip`'s bucket; false when it is empty.
-    fn admit(&self, ip: IpAddr) -> bool {
-        let Ok(mut b) = self.buckets.lock() else { return false };
-        let now = Instant::now();
-        if b.len() > 10_000 {
-            let (rate, burst) = (self.cfg.rate_limit_per_sec, self.cfg.rate_limit_burst);
-            b.retain(|_, v| v.tokens + now.duration_since(v.at).as_secs_f64() * rate < burst);
-        }
-        let e = b.entry(ip).or_insert(Bucket { tokens: self.cfg.rate_limit_burst, at: now });
-        e.tokens = (e.tokens + now.duration_since(e.at).as_secs_f64() * self.cfg.rate_limit_per_sec)
-            .min(self.cfg.rate_limit_burst);
-        e.at = now;
-        if e.tokens >= 1.0 {
-            e.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
     }
 
     fn sessions(&self) -> KResult<std::sync::MutexGuard<'_, HashMap<String, Session>>> {
@@ -649,10 +624,14 @@ async fn track(State(kbs): State<Arc<Kbs>>, req: axum::extract::Request, next: a
         .get::<axum::extract::MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
     if let Some(Peer(ip)) = req.extensions().get::<Peer>().copied() {
-        if endpoint != "/metrics" && !kbs.admit(ip) {
-            kbs.metrics.request(&endpoint, 429, 0.0);
-            return KbsError::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", "rate limit exceeded")
-                .into_response();
+        if endpoint != "/metrics" {
+            if let Err(wait) = kbs.limiter.admit(&ip) {
+                kbs.metrics.request(&endpoint, 429, 0.0);
+                let mut resp = KbsError::new(StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", "rate limit exceeded")
+                    .into_response();
+                resp.headers_mut().insert(header::RETRY_AFTER, wait.as_secs().saturating_add(1).into());
+                return resp;
+            }
         }
     }
     let t = Instant::now();
