@@ -51,21 +51,270 @@ pub enum CertRefusal {
     Policy(String),
 }
 
-/// What a client requires of a runtime.
-#[derive(Debug, Clone, Default)]
+/// What a relying party requires of a runtime: `veil verify --policy P.toml`, `veil
+/// proxy --policy P.toml`, or built in code. The default accepts any genuine,
+/// non-debug, hardware (never simulated) SEV-SNP or TDX runtime at an up-to-date TCB,
+/// whatever it serves; a real policy names measurements, models and signers.
+///
+/// ```toml
+/// tee = ["snp", "tdx"]              # accepted TEE types (default: these two)
+/// allow_simulated = false           # the simulator's roots prove nothing: tests only
+/// allow_debug = false
+/// measurements = ["<hex>"]          # SNP MEASUREMENT / TDX MRTD; empty: any
+/// tdx_tcb_status = ["UpToDate"]     # accepted TDX TCB statuses (default: UpToDate)
+/// containers = ["sha256:<hex>"]     # container images the event log may name; empty: any
+/// models = ["sha256:<hex>"]         # model manifests that must be loaded
+/// signers = ["sha256:<hex>"]        # every loaded model's signer must be one; empty: any
+/// [min_snp_tcb]                     # SNP reported TCB at least this (each SVN)
+/// bootloader = 4
+/// tee = 0
+/// snp = 22
+/// microcode = 213
+/// ```
+#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct ClientPolicy {
+    /// Accepted TEE types, as the broker protocol names them. Empty: `snp` and `tdx`.
+    pub tee: Vec<String>,
     /// Accept evidence chained to the simulator's roots. Never in production; the
     /// verified result then says `simulated: true`.
+    #[serde(rename = "allow_simulated")]
     pub danger_trust_simulator: bool,
     /// Accept a debug guest.
     pub allow_debug: bool,
     /// Allowed launch measurements (SNP MEASUREMENT / TDX MRTD, hex). Empty: any.
     pub measurements: Vec<String>,
+    /// The lowest SNP reported TCB accepted, SVN by SVN.
+    pub min_snp_tcb: Option<SnpTcb>,
+    /// Accepted TDX TCB statuses. Empty: `UpToDate` only.
+    pub tdx_tcb_status: Vec<String>,
+    /// Container image digests (`sha256:<hex>`) the runtime may run. Empty: any.
+    pub containers: Vec<String>,
     /// Model manifest digests (`sha256:<hex>`) the event log must show loaded.
     pub models: Vec<String>,
     /// Model signers (`sha256:<hex>`): every loaded model's signer must be one of these.
     /// Empty: any.
     pub signers: Vec<String>,
+}
+
+/// An SNP TCB version, by component SVN.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnpTcb {
+    /// Boot loader SVN.
+    pub bootloader: u8,
+    /// PSP OS (TEE) SVN.
+    pub tee: u8,
+    /// SNP firmware SVN.
+    pub snp: u8,
+    /// Microcode SVN.
+    pub microcode: u8,
+}
+
+impl ClientPolicy {
+    /// Reads a policy file (TOML).
+    pub fn load(path: &std::path::Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    /// Parses a policy (TOML), checking that every digest and measurement is hex.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let p: Self = toml::from_str(text).map_err(|e| e.to_string())?;
+        for m in &p.measurements {
+            if m.is_empty() || hex::decode(m).is_err() {
+                return Err(format!("measurement {m:?} is not hex"));
+            }
+        }
+        for (what, list) in [("container", &p.containers), ("model", &p.models), ("signer", &p.signers)] {
+            for d in list {
+                let ok = d.strip_prefix("sha256:").is_some_and(|h| h.len() == 64 && hex::decode(h).is_ok());
+                if !ok {
+                    return Err(format!("{what} {d:?} is not sha256:<64 hex digits>"));
+                }
+            }
+        }
+        for t in &p.tee {
+            if !["snp", "tdx", "az-snp-vtpm", "az-tdx-vtpm", "tpm"].contains(&t.as_str()) {
+                return Err(format!("tee {t:?} is not a TEE type (snp, tdx, az-snp-vtpm, az-tdx-vtpm, tpm)"));
+            }
+        }
+        Ok(p)
+    }
+}
+
+/// One line of a policy report.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Check {
+    /// What was checked.
+    pub name: &'static str,
+    /// Whether it passed.
+    pub ok: bool,
+    /// What was found, and why it failed if it did.
+    pub detail: String,
+}
+
+/// Every policy check on verified evidence, passed or not (for a report).
+pub fn evaluate(a: &Appraised, policy: &ClientPolicy) -> Vec<Check> {
+    let mut out = Vec::new();
+    let mut check = |name: &'static str, ok: bool, detail: String| out.push(Check { name, ok, detail });
+
+    let tees: Vec<&str> =
+        if policy.tee.is_empty() { vec!["snp", "tdx"] } else { policy.tee.iter().map(String::as_str).collect() };
+    let tee_ok = tees.iter().any(|t| *t == a.tee);
+    check("tee", tee_ok, if tee_ok { a.tee.clone() } else { format!("{} is not one of {}", a.tee, tees.join(", ")) });
+
+    let (ok, detail) = match (a.simulated, policy.danger_trust_simulator) {
+        (false, _) => (true, "hardware roots (AMD / Intel)".to_owned()),
+        (true, true) => (true, "SIMULATED roots, accepted because the policy allows simulated evidence".to_owned()),
+        (true, false) => (false, "SIMULATED roots: the policy does not accept simulated evidence".to_owned()),
+    };
+    check("roots", ok, detail);
+
+    let ok = !a.debug || policy.allow_debug;
+    check(
+        "debug",
+        ok,
+        if a.debug { "a debug guest (the host can read its memory)".into() } else { "not a debug guest".into() },
+    );
+
+    let m = a.measurement.clone().unwrap_or_default();
+    if policy.measurements.is_empty() {
+        check("measurement", true, format!("{m} (the policy accepts any)"));
+    } else {
+        let ok = policy.measurements.iter().any(|x| x.eq_ignore_ascii_case(&m));
+        check("measurement", ok, if ok { m } else { format!("{m} is not one of the allowed") });
+    }
+
+    match a.tee.as_str() {
+        "snp" | "az-snp-vtpm" => {
+            let got: Option<SnpTcb> = a.snp_tcb.clone().and_then(|v| serde_json::from_value(v).ok());
+            match (policy.min_snp_tcb, got) {
+                (None, _) => {
+                    check("tcb", true, format!("{} (no minimum in the policy)", a.tcb.as_deref().unwrap_or("-")))
+                }
+                (Some(min), Some(got)) => {
+                    let ok = got.bootloader >= min.bootloader
+                        && got.tee >= min.tee
+                        && got.snp >= min.snp
+                        && got.microcode >= min.microcode;
+                    let d = format!(
+                        "bootloader {} tee {} snp {} microcode {}",
+                        got.bootloader, got.tee, got.snp, got.microcode
+                    );
+                    check("tcb", ok, if ok { d } else { format!("{d} is below the policy's minimum") });
+                }
+                (Some(_), None) => check("tcb", false, "the evidence reports no SNP TCB".into()),
+            }
+        }
+        "tdx" | "az-tdx-vtpm" => {
+            let allowed: Vec<&str> = if policy.tdx_tcb_status.is_empty() {
+                vec!["UpToDate"]
+            } else {
+                policy.tdx_tcb_status.iter().map(String::as_str).collect()
+            };
+            let status = a.tcb.clone().unwrap_or_default();
+            let ok = allowed.contains(&status.as_str());
+            check(
+                "tcb",
+                ok,
+                if ok { status } else { format!("TCB status {status:?} is not one of {}", allowed.join(", ")) },
+            );
+        }
+        _ => check("tcb", true, a.tcb.clone().unwrap_or_else(|| "-".into())),
+    }
+
+    use veil_attestation::runtime_log::types;
+    let events = a.runtime_events.as_ref();
+    let of = |ty: &str| -> Vec<&str> {
+        events
+            .map(|e| e.events.iter().filter(|e| e.event_type == ty).map(|e| e.content.as_str()).collect())
+            .unwrap_or_default()
+    };
+    let no_log = "the evidence carries no event log, so it cannot say what the runtime loaded".to_owned();
+    let listed = |want: &[String], got: &str| want.iter().any(|w| w.eq_ignore_ascii_case(got));
+
+    let containers = of(types::CONTAINER_IMAGE);
+    if policy.containers.is_empty() {
+        check(
+            "container",
+            true,
+            if containers.is_empty() {
+                "none named (the policy accepts any)".into()
+            } else {
+                format!("{} (the policy accepts any)", containers.join(", "))
+            },
+        );
+    } else if events.is_none() {
+        check("container", false, no_log.clone());
+    } else if containers.is_empty() {
+        check("container", false, "the event log names no container image".into());
+    } else {
+        let bad: Vec<&str> = containers.iter().copied().filter(|c| !listed(&policy.containers, c)).collect();
+        check(
+            "container",
+            bad.is_empty(),
+            if bad.is_empty() { containers.join(", ") } else { format!("{} not allowed", bad.join(", ")) },
+        );
+    }
+
+    let loaded = of(types::MODEL_MANIFEST);
+    if policy.models.is_empty() {
+        check(
+            "model",
+            true,
+            if loaded.is_empty() {
+                "none named (the policy requires none)".into()
+            } else {
+                format!("{} (the policy requires none)", loaded.join(", "))
+            },
+        );
+    } else if events.is_none() {
+        check("model", false, no_log.clone());
+    } else {
+        let missing: Vec<&str> = policy
+            .models
+            .iter()
+            .map(String::as_str)
+            .filter(|w| !loaded.iter().any(|l| l.eq_ignore_ascii_case(w)))
+            .collect();
+        check(
+            "model",
+            missing.is_empty(),
+            if missing.is_empty() {
+                loaded.join(", ")
+            } else {
+                format!("model {} is not in the runtime's event log", missing.join(", "))
+            },
+        );
+    }
+
+    let signers = of(types::MODEL_SIGNER);
+    if policy.signers.is_empty() {
+        check(
+            "signer",
+            true,
+            if signers.is_empty() {
+                "none named (the policy accepts any)".into()
+            } else {
+                format!("{} (the policy accepts any)", signers.join(", "))
+            },
+        );
+    } else if events.is_none() {
+        check("signer", false, no_log);
+    } else {
+        let bad: Vec<&str> = signers.iter().copied().filter(|s| !listed(&policy.signers, s)).collect();
+        check(
+            "signer",
+            bad.is_empty(),
+            if bad.is_empty() {
+                signers.join(", ")
+            } else {
+                format!("a loaded model is signed by {}, not an allowed signer", bad.join(", "))
+            },
+        );
+    }
+    out
 }
 
 /// A certificate that passed.
@@ -141,47 +390,33 @@ fn check_raw(ev: &CertEvidence) -> Result<(), CertRefusal> {
     Ok(())
 }
 
-fn check_policy(a: &Appraised, policy: &ClientPolicy) -> Result<(), CertRefusal> {
-    let refuse = |m: String| Err(CertRefusal::Policy(m));
-    if a.debug && !policy.allow_debug {
-        return refuse("the runtime is a debug guest".into());
+/// The first failed check of [`evaluate`], as a refusal.
+pub fn check_policy(a: &Appraised, policy: &ClientPolicy) -> Result<(), CertRefusal> {
+    match evaluate(a, policy).into_iter().find(|c| !c.ok) {
+        Some(c) => Err(CertRefusal::Policy(format!("{}: {}", c.name, c.detail))),
+        None => Ok(()),
     }
-    if !policy.measurements.is_empty() {
-        let m = a.measurement.clone().unwrap_or_default();
-        if !policy.measurements.iter().any(|x| x.eq_ignore_ascii_case(&m)) {
-            return refuse(format!("launch measurement {m} is not one of the allowed"));
-        }
-    }
-    if policy.models.is_empty() && policy.signers.is_empty() {
-        return Ok(());
-    }
-    let Some(events) = &a.runtime_events else {
-        return refuse("the evidence carries no event log, so it cannot say which models are loaded".into());
-    };
-    let of = |ty: &str| -> Vec<&str> {
-        events.events.iter().filter(|e| e.event_type == ty).map(|e| e.content.as_str()).collect()
-    };
-    use veil_attestation::runtime_log::types;
-    let loaded = of(types::MODEL_MANIFEST);
-    for want in &policy.models {
-        if !loaded.iter().any(|l| l.eq_ignore_ascii_case(want)) {
-            return refuse(format!("model {want} is not in the runtime's event log"));
-        }
-    }
-    if !policy.signers.is_empty() {
-        for s in of(types::MODEL_SIGNER) {
-            if !policy.signers.iter().any(|x| x.eq_ignore_ascii_case(s)) {
-                return refuse(format!("a loaded model is signed by {s}, not an allowed signer"));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Verifies a runtime certificate (DER) against `policy`.
 pub fn verify_certificate(
     cert_der: &[u8],
     policy: &ClientPolicy,
+    verifiers: &Verifiers,
+    now: time::OffsetDateTime,
+) -> Result<VerifiedRuntime, CertRefusal> {
+    let v = verify_certificate_evidence(cert_der, policy.danger_trust_simulator, verifiers, now)?;
+    check_policy(&v.appraisal, policy)?;
+    Ok(v)
+}
+
+/// Verifies a runtime certificate's evidence and its bindings (key, report data, raw
+/// evidence, init-data), but not a relying party's policy: for a report that lists every
+/// policy check ([`evaluate`]). `trust_simulator` lets simulated evidence verify so
+/// that the report can say so; nothing may be sent to a runtime on this alone.
+pub fn verify_certificate_evidence(
+    cert_der: &[u8],
+    trust_simulator: bool,
     verifiers: &Verifiers,
     now: time::OffsetDateTime,
 ) -> Result<VerifiedRuntime, CertRefusal> {
@@ -214,11 +449,10 @@ pub fn verify_certificate(
     let expected = veil_kbs::report_data(rd, &ev.attestation.tee_evidence.additional_evidence)
         .map_err(|e| CertRefusal::Binding(e.to_string()))?;
     let appraisal = verifiers
-        .verify(ev.tee, &ev.attestation, &expected, policy.danger_trust_simulator)
+        .verify(ev.tee, &ev.attestation, &expected, trust_simulator)
         .map_err(|r| CertRefusal::Evidence(r.detail))?;
     check_raw(&ev)?;
     let launch_identity = check_init_data(ev.attestation.init_data.as_ref(), &appraisal)?;
-    check_policy(&appraisal, policy)?;
     let certificate_sha256 = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, cert_der));
     Ok(VerifiedRuntime { appraisal, certificate_sha256, issued_at, tee_pubkey: rd.tee_pubkey.clone(), launch_identity })
 }
@@ -231,6 +465,19 @@ pub fn verify_fresh(
     nonce_hex: &str,
     cert: &VerifiedRuntime,
     policy: &ClientPolicy,
+    verifiers: &Verifiers,
+) -> Result<Appraised, CertRefusal> {
+    let a = verify_fresh_evidence(body, nonce_hex, cert, policy.danger_trust_simulator, verifiers)?;
+    check_policy(&a, policy)?;
+    Ok(a)
+}
+
+/// [`verify_fresh`] without the policy (see [`verify_certificate_evidence`]).
+pub fn verify_fresh_evidence(
+    body: &serde_json::Value,
+    nonce_hex: &str,
+    cert: &VerifiedRuntime,
+    trust_simulator: bool,
     verifiers: &Verifiers,
 ) -> Result<Appraised, CertRefusal> {
     let field = |k: &str| body.get(k).ok_or_else(|| CertRefusal::Evidence(format!("the answer has no {k:?}")));
@@ -258,16 +505,14 @@ pub fn verify_fresh(
     }
     let expected = veil_kbs::report_data(&att.runtime_data, &att.tee_evidence.additional_evidence)
         .map_err(|e| CertRefusal::Binding(e.to_string()))?;
-    let appraisal = verifiers
-        .verify(tee, &att, &expected, policy.danger_trust_simulator)
-        .map_err(|r| CertRefusal::Evidence(r.detail))?;
+    let appraisal =
+        verifiers.verify(tee, &att, &expected, trust_simulator).map_err(|r| CertRefusal::Evidence(r.detail))?;
     let identity = check_init_data(att.init_data.as_ref(), &appraisal)?;
     if identity != cert.launch_identity {
         return Err(CertRefusal::Binding(
             "the fresh evidence names another launch identity than the certificate".into(),
         ));
     }
-    check_policy(&appraisal, policy)?;
     Ok(appraisal)
 }
 
@@ -279,6 +524,13 @@ pub struct RaTlsVerifier {
     verifiers: Verifiers,
     provider: Arc<rustls::crypto::CryptoProvider>,
     last: Mutex<Option<(Vec<u8>, VerifiedRuntime)>>,
+    /// Verify every handshake, even of a certificate verified before.
+    every_handshake: bool,
+    /// Apply the policy in the handshake (else only the evidence and its bindings, for
+    /// a report: see [`RaTlsVerifier::report_only`]).
+    enforce: bool,
+    /// Why the last refused certificate was refused.
+    last_refusal: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for RaTlsVerifier {
@@ -295,7 +547,31 @@ impl RaTlsVerifier {
             verifiers: Verifiers::default(),
             provider: Arc::new(rustls::crypto::ring::default_provider()),
             last: Mutex::new(None),
+            every_handshake: false,
+            enforce: true,
+            last_refusal: Mutex::new(None),
         }
+    }
+
+    /// Verifies the certificate on every handshake, not once per certificate: a proxy
+    /// re-checks each new connection (the evidence's validity and the policy as of now).
+    #[must_use]
+    pub fn every_handshake(mut self) -> Self {
+        self.every_handshake = true;
+        self
+    }
+
+    /// A verifier for a report (`veil verify`): the handshake requires verified evidence
+    /// that binds the certificate's key (simulated evidence included, so the report can
+    /// say what it is), but not the policy; the caller evaluates the policy on
+    /// [`RaTlsVerifier::verified`] with [`evaluate`] and sends nothing unless it passes.
+    pub fn report_only(policy: ClientPolicy) -> Self {
+        Self { enforce: false, ..Self::new(policy) }
+    }
+
+    /// Why the last refused certificate was refused.
+    pub fn last_refusal(&self) -> Option<String> {
+        self.last_refusal.lock().ok().and_then(|l| l.clone())
     }
 
     /// The evidence verifiers (for [`verify_fresh`]).
@@ -338,7 +614,8 @@ impl ServerCertVerifier for RaTlsVerifier {
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
         let der = end_entity.as_ref();
-        if let Ok(last) = self.last.lock()
+        if !self.every_handshake
+            && let Ok(last) = self.last.lock()
             && last.as_ref().is_some_and(|(d, _)| d.as_slice() == der)
         {
             return Ok(ServerCertVerified::assertion());
@@ -347,9 +624,14 @@ impl ServerCertVerifier for RaTlsVerifier {
             .ok()
             .and_then(|s| time::OffsetDateTime::from_unix_timestamp(s).ok())
             .ok_or_else(|| rustls::Error::General("clock".into()))?;
-        match verify_certificate(der, &self.policy, &self.verifiers, now) {
+        let result = if self.enforce {
+            verify_certificate(der, &self.policy, &self.verifiers, now)
+        } else {
+            verify_certificate_evidence(der, true, &self.verifiers, now)
+        };
+        match result {
             Ok(v) => {
-                if v.appraisal.simulated {
+                if v.appraisal.simulated && self.enforce {
                     tracing::warn!("the runtime's evidence is SIMULATED: accepted only because the policy says so");
                 }
                 if let Ok(mut last) = self.last.lock() {
@@ -358,6 +640,10 @@ impl ServerCertVerifier for RaTlsVerifier {
                 Ok(ServerCertVerified::assertion())
             }
             Err(e) => {
+                tracing::warn!(reason = %e, "the server's certificate was refused");
+                if let Ok(mut l) = self.last_refusal.lock() {
+                    *l = Some(e.to_string());
+                }
                 Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Other(rustls::OtherError(Arc::new(e)))))
             }
         }
@@ -475,38 +761,90 @@ mod tests {
             simulated: true,
             debug: false,
             measurement: Some("aa".into()),
-            tcb: None,
+            tcb: Some("UpToDate".into()),
             snp_tcb: None,
             init_data: Some(hex::encode([0u8; 48])),
             init_data_rule: InitDataRule::LaunchField,
             tpm: None,
             runtime_events: Some(RuntimeEvents {
                 bound_by: "registers",
-                events: vec![ev(types::MODEL_MANIFEST, "sha256:01"), ev(types::MODEL_SIGNER, "sha256:02")],
+                events: vec![
+                    ev(types::CONTAINER_IMAGE, "sha256:0c"),
+                    ev(types::MODEL_MANIFEST, "sha256:01"),
+                    ev(types::MODEL_SIGNER, "sha256:02"),
+                ],
             }),
             report_data: String::new(),
             claims: serde_json::Value::Null,
             not_evaluated: vec![],
         };
         let p = |f: fn(&mut ClientPolicy)| {
-            let mut p = ClientPolicy::default();
+            let mut p = ClientPolicy { danger_trust_simulator: true, ..ClientPolicy::default() };
             f(&mut p);
             check_policy(&a, &p).map_err(|e| e.to_string())
         };
         p(|_| {}).unwrap();
+        // Simulated evidence only with the policy's opt-in; the report says which.
+        let strict = check_policy(&a, &ClientPolicy::default()).unwrap_err().to_string();
+        assert!(strict.contains("roots: SIMULATED"), "{strict}");
+        let report = evaluate(&a, &ClientPolicy::default());
+        assert_eq!(report.iter().filter(|c| !c.ok).map(|c| c.name).collect::<Vec<_>>(), ["roots"]);
+        assert!(p(|p| p.tee = vec!["snp".into()]).unwrap_err().contains("tee: tdx is not one of snp"));
+        p(|p| p.containers = vec!["sha256:0C".into()]).unwrap();
+        assert!(p(|p| p.containers = vec!["sha256:0d".into()]).unwrap_err().contains("sha256:0c not allowed"));
+        let mut old_tcb = a.clone();
+        old_tcb.tcb = Some("OutOfDate".into());
+        let lax = ClientPolicy { danger_trust_simulator: true, ..ClientPolicy::default() };
+        assert!(check_policy(&old_tcb, &lax).unwrap_err().to_string().contains("OutOfDate"));
+        let listed = ClientPolicy { tdx_tcb_status: vec!["OutOfDate".into()], ..lax.clone() };
+        check_policy(&old_tcb, &listed).unwrap();
+        let mut snp = a.clone();
+        snp.tee = "snp".into();
+        snp.snp_tcb = Some(serde_json::json!({"bootloader": 4, "tee": 0, "snp": 22, "microcode": 213}));
+        let min = |m: u8| ClientPolicy {
+            tee: vec!["snp".into()],
+            min_snp_tcb: Some(SnpTcb { bootloader: 4, tee: 0, snp: 22, microcode: m }),
+            ..lax.clone()
+        };
+        check_policy(&snp, &min(213)).unwrap();
+        assert!(check_policy(&snp, &min(214)).unwrap_err().to_string().contains("below the policy's minimum"));
         p(|p| p.measurements = vec!["AA".into()]).unwrap();
-        assert!(p(|p| p.measurements = vec!["bb".into()]).unwrap_err().contains("launch measurement"));
+        assert!(
+            p(|p| p.measurements = vec!["bb".into()])
+                .unwrap_err()
+                .contains("measurement: aa is not one of the allowed")
+        );
         p(|p| p.models = vec!["sha256:01".into()]).unwrap();
         assert!(p(|p| p.models = vec!["sha256:09".into()]).unwrap_err().contains("event log"));
         p(|p| p.signers = vec!["sha256:02".into()]).unwrap();
         assert!(p(|p| p.signers = vec!["sha256:03".into()]).unwrap_err().contains("allowed signer"));
         let mut dbg = a.clone();
         dbg.debug = true;
-        assert!(check_policy(&dbg, &ClientPolicy::default()).unwrap_err().to_string().contains("debug"));
+        assert!(check_policy(&dbg, &lax).unwrap_err().to_string().contains("debug"));
         let mut no_log = a.clone();
         no_log.runtime_events = None;
-        let models = ClientPolicy { models: vec!["sha256:01".into()], ..ClientPolicy::default() };
+        let models = ClientPolicy { models: vec!["sha256:01".into()], ..lax.clone() };
         assert!(check_policy(&no_log, &models).unwrap_err().to_string().contains("no event log"));
+
+        // Policy files.
+        let d = format!("sha256:{}", "ab".repeat(32));
+        let text = format!(
+            "tee = [\"snp\", \"tdx\"]\nallow_simulated = true\nmeasurements = [\"aa\"]\nmodels = [\"{d}\"]\n\
+             signers = [\"{d}\"]\ncontainers = [\"{d}\"]\n[min_snp_tcb]\nbootloader = 1\ntee = 0\nsnp = 2\nmicrocode = 3\n"
+        );
+        let parsed = ClientPolicy::parse(&text).unwrap();
+        assert!(parsed.danger_trust_simulator && parsed.min_snp_tcb.unwrap().microcode == 3);
+        assert!(!ClientPolicy::parse("").unwrap().danger_trust_simulator, "simulated evidence is refused by default");
+        for (bad, why) in [
+            ("allow_simulation = true", "unknown field"),
+            ("models = [\"sha256:00\"]", "64 hex"),
+            ("measurements = [\"zz\"]", "not hex"),
+            ("tee = [\"sgx\"]", "not a TEE type"),
+            ("[min_snp_tcb]\nbootloader = 300\ntee = 0\nsnp = 0\nmicrocode = 0", "bootloader"),
+        ] {
+            let e = ClientPolicy::parse(bad).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
 
         // Init-data must be what the launch field binds.
         let body = "algorithm = \"sha384\"\n".to_owned();

@@ -15,6 +15,7 @@ use veil_cli::run::{Inputs, parse_hex, parse_time};
 mod audit;
 mod kbs;
 mod model;
+mod relying;
 mod sealing;
 mod serve;
 mod verify_runtime;
@@ -56,6 +57,14 @@ enum Command {
     /// The runtime's request audit log.
     #[command(subcommand)]
     Audit(audit::AuditCmd),
+    /// Check a serving runtime against a relying-party policy file: a report of every
+    /// check (evidence, binding, TEE, roots, debug, measurement, TCB, container, model,
+    /// signer); exit 0 only if all pass.
+    Verify(relying::VerifyCmd),
+    /// A local plain-HTTP endpoint for any OpenAI client that forwards only to a runtime
+    /// whose evidence passes the policy (checked on every new TLS connection) and checks
+    /// every answer's receipt.
+    Proxy(relying::ProxyCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -232,6 +241,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(cmd) => serve::run_serve(cmd),
         Command::VerifyRuntime(cmd) => verify_runtime::run(*cmd),
         Command::Audit(cmd) => audit::run(cmd),
+        Command::Verify(cmd) => relying::run_verify(cmd),
+        Command::Proxy(cmd) => relying::run_proxy(cmd),
     }
 }
 

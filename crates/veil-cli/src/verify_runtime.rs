@@ -50,6 +50,7 @@ pub fn run(cmd: VerifyRuntimeCmd) -> anyhow::Result<ExitCode> {
         measurements: cmd.measurements,
         models: cmd.models,
         signers: cmd.signers,
+        ..ClientPolicy::default()
     };
     if policy.measurements.is_empty() {
         eprintln!("note: no --measurement given: any launch measurement is accepted");

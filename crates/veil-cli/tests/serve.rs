@@ -2,59 +2,15 @@
 //! (`veil kbs serve --dev`) and the runtime (`veil serve`) on the simulated SEV-SNP TEE,
 //! serving sealed SmolLM2 and MiniLM through the OpenAI-compatible API.
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde_json::{Value, json};
 
 mod common;
-use common::{Broker, cached_model, keygen, start_broker, stderr, stdout, veil};
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Seals `model` (with a card) and registers its key with the broker; returns the
-/// manifest digest.
-fn seal(d: &Path, b: &Broker, model: &Path, name: &str) -> String {
-    let staged = d.join(format!("{name}-src"));
-    std::fs::create_dir_all(&staged).unwrap();
-    for e in std::fs::read_dir(model).unwrap() {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_file() {
-            std::fs::copy(e.path(), staged.join(e.file_name())).unwrap();
-        }
-    }
-    std::fs::write(staged.join("MODEL_CARD.md"), "---\nlicense: apache-2.0\n---\nA test model.\n").unwrap();
-    let o = veil(
-        &[
-            "seal",
-            staged.to_str().unwrap(),
-            "--signing-key",
-            "owner.pem",
-            "--out",
-            &format!("{name}.veil"),
-            "--kbs",
-            &b.url,
-            "--admin-key",
-            b.admin_key.to_str().unwrap(),
-            "--ca-cert",
-            b.ca_path.to_str().unwrap(),
-        ],
-        d,
-    );
-    assert!(o.status.success(), "seal {name}: {}", stderr(&o));
-    std::fs::remove_dir_all(&staged).unwrap();
-    stdout(&o).lines().find_map(|l| l.strip_prefix("manifest digest: ")).unwrap().to_owned()
-}
+use common::{Broker, cached_model, keygen, seal, start_broker, start_runtime, stderr, stdout, veil};
 
 const API_KEY: &str = "test-key-1";
 
@@ -90,44 +46,6 @@ signer = "{d}/{signer}"
     let p = d.join(format!("serve-{signer}.toml"));
     std::fs::write(&p, text).unwrap();
     p
-}
-
-struct Runtime {
-    _p: Proc,
-    url: String,
-    cert: PathBuf,
-}
-
-/// Starts `veil serve`; returns the runtime once it prints its address, or the process's
-/// exit status and stderr if it stops first.
-fn start_runtime(cfg: &Path, tmp: &Path) -> Result<Runtime, (i32, String)> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_veil"))
-        .args(["serve", "--config"])
-        .arg(cfg)
-        .env("RUST_LOG", "info")
-        .env("TMPDIR", tmp)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    match lines.next() {
-        Some(Ok(l)) if l.starts_with("runtime: ") => {
-            let url = l["runtime: ".len()..].to_owned();
-            let _fp = lines.next().unwrap().unwrap();
-            let cert = PathBuf::from(lines.next().unwrap().unwrap().strip_prefix("tls-cert: ").unwrap());
-            // Keep draining stderr so the runtime never blocks on a full pipe.
-            let err = child.stderr.take().unwrap();
-            std::thread::spawn(move || for _ in BufReader::new(err).lines() {});
-            Ok(Runtime { _p: Proc(child), url, cert })
-        }
-        _ => {
-            let status = child.wait().unwrap();
-            let mut err = String::new();
-            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-            Err((status.code().unwrap_or(-1), err))
-        }
-    }
 }
 
 fn client(cert: &Path) -> reqwest::Client {

@@ -1,8 +1,9 @@
 //! Helpers shared by the CLI integration tests.
 #![allow(dead_code)]
 
+use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -124,5 +125,93 @@ impl Broker {
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+pub struct Proc(pub Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Seals `model` (with a card) and registers its key with the broker; returns the
+/// manifest digest.
+pub fn seal(d: &Path, b: &Broker, model: &Path, name: &str) -> String {
+    seal_full(d, b, model, name).0
+}
+
+/// [`seal`], also returning the signer (`sha256:<hex>`).
+pub fn seal_full(d: &Path, b: &Broker, model: &Path, name: &str) -> (String, String) {
+    let staged = d.join(format!("{name}-src"));
+    std::fs::create_dir_all(&staged).unwrap();
+    for e in std::fs::read_dir(model).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), staged.join(e.file_name())).unwrap();
+        }
+    }
+    std::fs::write(staged.join("MODEL_CARD.md"), "---\nlicense: apache-2.0\n---\nA test model.\n").unwrap();
+    let o = veil(
+        &[
+            "seal",
+            staged.to_str().unwrap(),
+            "--signing-key",
+            "owner.pem",
+            "--out",
+            &format!("{name}.veil"),
+            "--kbs",
+            &b.url,
+            "--admin-key",
+            b.admin_key.to_str().unwrap(),
+            "--ca-cert",
+            b.ca_path.to_str().unwrap(),
+        ],
+        d,
+    );
+    assert!(o.status.success(), "seal {name}: {}", stderr(&o));
+    std::fs::remove_dir_all(&staged).unwrap();
+    let out = stdout(&o);
+    let field = |k: &str| out.lines().find_map(|l| l.strip_prefix(k)).unwrap().to_owned();
+    (field("manifest digest: "), field("signer: "))
+}
+
+pub struct Runtime {
+    pub _p: Proc,
+    pub url: String,
+    pub cert: PathBuf,
+}
+
+/// Starts `veil serve`; returns the runtime once it prints its address, or the process's
+/// exit status and stderr if it stops first.
+pub fn start_runtime(cfg: &Path, tmp: &Path) -> Result<Runtime, (i32, String)> {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_veil"))
+        .args(["serve", "--config"])
+        .arg(cfg)
+        .env("RUST_LOG", "info")
+        .env("TMPDIR", tmp)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    match lines.next() {
+        Some(Ok(l)) if l.starts_with("runtime: ") => {
+            let url = l["runtime: ".len()..].to_owned();
+            let _fp = lines.next().unwrap().unwrap();
+            let cert = PathBuf::from(lines.next().unwrap().unwrap().strip_prefix("tls-cert: ").unwrap());
+            // Keep draining stderr so the runtime never blocks on a full pipe.
+            let err = child.stderr.take().unwrap();
+            std::thread::spawn(move || for _ in BufReader::new(err).lines() {});
+            Ok(Runtime { _p: Proc(child), url, cert })
+        }
+        _ => {
+            let status = child.wait().unwrap();
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            Err((status.code().unwrap_or(-1), err))
+        }
     }
 }
