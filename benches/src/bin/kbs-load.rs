@@ -82,6 +82,18 @@ struct Stats {
     latencies: Vec<Duration>,
     evidence: Duration,
     errors: u64,
+    /// The first failed step's status and body, to say what the errors were.
+    first_error: Option<String>,
+}
+
+impl Stats {
+    async fn fail(&mut self, step: &str, r: reqwest::Response) {
+        self.errors += 1;
+        if self.first_error.is_none() {
+            let status = r.status();
+            self.first_error = Some(format!("{step}: {status} {}", r.text().await.unwrap_or_default()));
+        }
+    }
 }
 
 async fn worker(a: Arc<Args>, stop: Arc<AtomicBool>, collateral: Arc<Value>) -> Stats {
@@ -101,7 +113,7 @@ async fn worker(a: Arc<Args>, stop: Arc<AtomicBool>, collateral: Arc<Value>) -> 
             .await
             .expect("auth");
         if !r.status().is_success() {
-            s.errors += 1;
+            s.fail("auth", r).await;
             continue;
         }
         let cookie = r.headers()["set-cookie"].to_str().expect("cookie").split(';').next().expect("cookie").to_owned();
@@ -125,7 +137,7 @@ async fn worker(a: Arc<Args>, stop: Arc<AtomicBool>, collateral: Arc<Value>) -> 
             .await
             .expect("attest");
         if !r.status().is_success() {
-            s.errors += 1;
+            s.fail("attest", r).await;
             continue;
         }
         let _ = r.bytes().await;
@@ -136,7 +148,7 @@ async fn worker(a: Arc<Args>, stop: Arc<AtomicBool>, collateral: Arc<Value>) -> 
             .await
             .expect("resource");
         if !r.status().is_success() {
-            s.errors += 1;
+            s.fail("resource", r).await;
             continue;
         }
         let jwe: FlatJwe = r.json().await.expect("jwe");
@@ -169,6 +181,10 @@ fn main() {
         all.latencies.extend(s.latencies);
         all.evidence += s.evidence;
         all.errors += s.errors;
+        all.first_error = all.first_error.or(s.first_error);
+    }
+    if let Some(e) = &all.first_error {
+        eprintln!("kbs-load: {} failed round trips; the first: {e}", all.errors);
     }
     let wall = start.elapsed().as_secs_f64();
     let ticks1 = a.broker_pid.and_then(cpu_ticks);
