@@ -66,6 +66,9 @@ pub fn run_serve(cmd: ServeCmd) -> anyhow::Result<ExitCode> {
              grant CAP_IPC_LOCK, raise RLIMIT_MEMLOCK, or run without swap (set require_locked_memory to insist)"
         ),
     }
+    if let Err(e) = veil_enclave::serve::set_transparent_huge_pages(cfg.tee.transparent_huge_pages) {
+        tracing::warn!(error = %e, "could not set the transparent huge page policy");
+    }
     let init_data = match &cfg.tee.init_data {
         Some(p) => Some(std::fs::read_to_string(p).with_context(|| format!("reading init-data {}", p.display()))?),
         None => None,

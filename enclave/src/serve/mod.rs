@@ -111,6 +111,10 @@ pub struct TeeSection {
     /// is then a loud warning.
     #[serde(default)]
     pub require_locked_memory: bool,
+    /// Let the allocator back memory with transparent huge pages (off by default: see
+    /// [`set_transparent_huge_pages`]).
+    #[serde(default)]
+    pub transparent_huge_pages: bool,
     /// Init-data (CoCo TOML) this CVM was launched with: its digest must be HOSTDATA /
     /// MRCONFIGID, and its `data."veil.toml"` launch identity lists the configurations
     /// and models this runtime may load ([`veil_kbs::initdata`]).
@@ -383,6 +387,17 @@ pub fn lock_memory() -> std::io::Result<()> {
     mlockall(MlockAllFlags::CURRENT | MlockAllFlags::FUTURE | MlockAllFlags::ONFAULT).map_err(std::io::Error::from)
 }
 
+/// Allows or forbids transparent huge pages for this process (`PR_SET_THP_DISABLE`).
+/// Forbidden by default: the allocator (mimalloc) asks for huge pages, and on a guest
+/// whose host reclaims free memory (virtio-balloon free page reporting) every 2 MiB
+/// fault of a fresh boot is faulted in again on the host — a sealed SmolLM2 then took
+/// 3.6× as long to start as a plaintext load, 1.4× without huge pages, with generation
+/// speed unchanged (docs/benchmarks.md). Hosts that do not reclaim guest memory may turn
+/// them on (`[tee] transparent_huge_pages = true`).
+pub fn set_transparent_huge_pages(enabled: bool) -> std::io::Result<()> {
+    rustix::thread::disable_transparent_huge_pages(!enabled).map_err(std::io::Error::from)
+}
+
 /// A model as loaded: its engine and what was verified about it.
 #[derive(Debug, Clone)]
 pub struct Loaded {
@@ -446,6 +461,7 @@ pub async fn load_model(
     identity: Option<&veil_kbs::initdata::LaunchIdentity>,
 ) -> Result<(Loaded, Engine), ServeError> {
     let name = section.name.clone();
+    let boot = std::time::Instant::now();
     let signer_pem =
         std::fs::read(&section.signer).map_err(|e| ServeError::Config(format!("{}: {e}", section.signer.display())))?;
     let bundle = section.bundle.clone();
@@ -455,7 +471,8 @@ pub async fn load_model(
         .map_err(bundle_err(&name))?;
     let digest = opened.manifest_digest();
     let signer = opened.signer().to_owned();
-    info!(model = %name, manifest = %digest, signer = %signer, "bundle signature verified");
+    let open_ms = boot.elapsed().as_secs_f64() * 1e3;
+    info!(model = %name, manifest = %digest, signer = %signer, open_ms, "bundle signature verified");
     if let Some(id) = identity
         && !id.allows_model(&digest, &signer)
     {
@@ -470,14 +487,21 @@ pub async fn load_model(
         m.record(types::MODEL_CARD, &crate::measure::bytes_digest(opened.card().text.as_bytes()))
             .map_err(measure_err)?;
     }
+    let attest = std::time::Instant::now();
     let key = fetch_key(kbs, evidence, &name, &digest, patience, ear).await?;
-    info!(model = %name, "model key released by the broker");
+    let attest_ms = attest.elapsed().as_secs_f64() * 1e3;
+    info!(model = %name, attest_ms, "model key released by the broker");
     let kind = section.kind;
     let n = name.clone();
     let engine = tokio::task::spawn_blocking(move || -> Result<Engine, ServeError> {
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let t = std::time::Instant::now();
         let unsealed = opened.unseal(&key, threads, &veil_seal::work::NoProgress).map_err(bundle_err(&n))?;
         drop(key);
+        let unseal_ms = t.elapsed().as_secs_f64() * 1e3;
+        let bytes = unsealed.files.iter().map(|f| f.data.len()).sum::<usize>();
+        info!(model = %n, unseal_ms, bytes, threads, "bundle decrypted and verified");
+        let t = std::time::Instant::now();
         let device = veil_models::select_device(true);
         let fail = |e: veil_models::ModelError| ServeError::Bundle { name: n.clone(), reason: e.to_string() };
         let engine = match kind {
@@ -508,12 +532,13 @@ pub async fn load_model(
                 Engine::Embed(EmbedEngine::start(m)?)
             }
         };
+        info!(model = %n, load_ms = t.elapsed().as_secs_f64() * 1e3, "weights loaded");
         // `unsealed` drops here: every plaintext buffer is wiped.
         Ok(engine)
     })
     .await
     .map_err(|e| ServeError::Config(e.to_string()))??;
-    info!(model = %name, "model loaded; plaintext wiped");
+    info!(model = %name, total_ms = boot.elapsed().as_secs_f64() * 1e3, "model loaded; plaintext wiped");
     Ok((Loaded { section: section.clone(), manifest_digest: digest, signer }, engine))
 }
 
