@@ -458,7 +458,7 @@ where
 }
 
 /// The error and its sources: reqwest hides the TLS verifier's reason two levels down.
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {

@@ -14,6 +14,8 @@ use anyhow::{Context, bail};
 use clap::Args;
 use veil_host::ratls::{ClientPolicy, RaTlsVerifier, verify_fresh};
 
+use crate::relying::error_chain;
+
 /// `veil verify-runtime`.
 #[derive(Args, Debug)]
 pub struct VerifyRuntimeCmd {
@@ -106,16 +108,4 @@ pub fn run(cmd: VerifyRuntimeCmd) -> anyhow::Result<ExitCode> {
     });
     println!("{}", serde_json::to_string_pretty(&out)?);
     Ok(ExitCode::SUCCESS)
-}
-
-/// The error and its sources: reqwest hides the TLS verifier's reason two levels down.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
