@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| veil_host::kbs::evidence::fuzz_attestation(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| veil_client::evidence::fuzz_attestation(data));

@@ -3,5 +3,5 @@
 // the KBS attestation JSON, evidence verification), and the extension parser alone.
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     veil_kbs::ratls::fuzz_decode(data);
-    veil_host::ratls::fuzz_certificate(data);
+    veil_client::ratls::fuzz_certificate(data);
 });

@@ -13,6 +13,7 @@ use veil_cli::outcome::{judge, to_json};
 use veil_cli::run::{Inputs, parse_hex, parse_time};
 
 mod audit;
+mod demo;
 mod kbs;
 mod model;
 mod relying;
@@ -65,6 +66,10 @@ enum Command {
     /// whose evidence passes the policy (checked on every new TLS connection) and checks
     /// every answer's receipt.
     Proxy(relying::ProxyCmd),
+    /// The whole flow on the simulated TEE with real models, one timed line per step:
+    /// seal, broker, boot, verify, chat and embed with receipts, audit, revoke. With
+    /// --serve, keeps the runtime and a verifying proxy running for your OpenAI client.
+    Demo(demo::DemoCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -243,6 +248,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit(cmd) => audit::run(cmd),
         Command::Verify(cmd) => relying::run_verify(cmd),
         Command::Proxy(cmd) => relying::run_proxy(cmd),
+        Command::Demo(cmd) => demo::run(cmd),
     }
 }
 

@@ -9,16 +9,16 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use clap::Args;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio_stream::StreamExt as _;
-use veil_enclave::serve::receipt;
-use veil_host::ratls::{Check, ClientPolicy, RaTlsVerifier, evaluate, verify_fresh_evidence};
+use veil_client::receipt::{self, StreamCheck, StreamEvent};
+use veil_client::{Client, ClientPolicy, RaTlsVerifier, Report};
 
 /// `veil verify`.
 #[derive(Args, Debug)]
@@ -45,126 +45,37 @@ fn load_policy(path: Option<&PathBuf>) -> anyhow::Result<ClientPolicy> {
     }
 }
 
-fn https(url: &str) -> anyhow::Result<String> {
-    let url = url.trim_end_matches('/').trim_end_matches("/v1").to_owned();
-    if !url.starts_with("https://") {
-        bail!("{url}: a runtime is reached over attested TLS; give an https:// URL");
+/// Prints a report, human-readable or as JSON.
+pub(crate) fn print_report(report: &Report, policy_name: &str, json: bool, elapsed: Duration) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+        return Ok(());
     }
-    Ok(url)
-}
-
-fn random_nonce() -> anyhow::Result<String> {
-    let mut nonce = [0u8; 32];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut nonce)
-        .map_err(|_| anyhow::anyhow!("no randomness"))?;
-    Ok(hex::encode(nonce))
+    println!("veil verify {} (policy: {policy_name})", report.runtime);
+    for c in &report.checks {
+        println!("  {} {:<12} {}", if c.ok { "✓" } else { "✗" }, c.name, c.detail);
+    }
+    if report.verified {
+        println!("PASS: the runtime satisfies the policy ({} ms)", elapsed.as_millis());
+    } else {
+        let failed = report.checks.iter().filter(|c| !c.ok).count();
+        println!("FAIL: {failed} check(s) failed; send this runtime nothing");
+    }
+    Ok(())
 }
 
 /// `veil verify`: exit 0 when every check passed, 1 when one failed, 2 on a usage error.
 pub fn run_verify(cmd: VerifyCmd) -> anyhow::Result<ExitCode> {
-    let url = https(&cmd.url)?;
     let policy = load_policy(cmd.policy.as_ref())?;
     // The handshake verifies the evidence and its binding to the TLS key; the policy is
-    // judged below so the report can list every check.
-    let verifier = Arc::new(RaTlsVerifier::report_only(policy.clone()));
-    let client = reqwest::Client::builder()
-        .use_preconfigured_tls(verifier.client_config().context("TLS configuration")?)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .context("HTTP client")?;
+    // judged in the report so it can list every check.
+    let client = Client::report_only(&cmd.url, policy)?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let started = Instant::now();
-    let mut checks: Vec<Check> = Vec::new();
-    let mut add = |name: &'static str, ok: bool, detail: String| checks.push(Check { name, ok, detail });
-    // Any request completes the handshake; /v1/attestation also serves --nonce.
-    let nonce = random_nonce()?;
-    let answer = rt.block_on(async {
-        let resp = client.get(format!("{url}/v1/attestation?nonce={nonce}")).send().await?;
-        let status = resp.status();
-        let body = resp.bytes().await?;
-        Ok::<_, reqwest::Error>((status, body))
-    });
-    let cert = verifier.verified();
-    match (&answer, &cert) {
-        (_, Some(cert)) => {
-            let a = &cert.appraisal;
-            add(
-                "evidence",
-                true,
-                format!(
-                    "{} evidence in the TLS certificate verified{}",
-                    a.tee,
-                    if a.simulated { " (to SIMULATED roots)" } else { "" }
-                ),
-            );
-            add(
-                "binding",
-                true,
-                format!("the evidence binds the TLS key (certificate sha256 {})", cert.certificate_sha256),
-            );
-        }
-        (Err(e), None) => {
-            let why = verifier.last_refusal().unwrap_or_else(|| error_chain(e));
-            add("evidence", false, format!("the TLS endpoint did not present verifiable evidence: {why}"));
-        }
-        (Ok(_), None) => add("evidence", false, "the handshake completed without a verified certificate".into()),
-    }
-    let mut fresh = None;
-    if let (Some(cert), true) = (&cert, cmd.nonce) {
-        let result = match &answer {
-            Ok((s, body)) if s.is_success() => {
-                serde_json::from_slice::<Value>(body).map_err(|e| format!("/v1/attestation is not JSON: {e}")).and_then(
-                    |v| verify_fresh_evidence(&v, &nonce, cert, true, verifier.verifiers()).map_err(|e| e.to_string()),
-                )
-            }
-            Ok((s, _)) => Err(format!("/v1/attestation answered {s}")),
-            Err(e) => Err(error_chain(e)),
-        };
-        match result {
-            Ok(a) => {
-                add("fresh", true, format!("new evidence for nonce {}… binds the same TLS key", &nonce[..16]));
-                fresh = Some(a);
-            }
-            Err(e) => add("fresh", false, e),
-        }
-    }
-    if let Some(cert) = &cert {
-        checks.extend(evaluate(&cert.appraisal, &policy));
-        if let Some(f) = &fresh {
-            for c in evaluate(f, &policy).into_iter().filter(|c| !c.ok) {
-                checks.push(Check { name: c.name, ok: false, detail: format!("fresh evidence: {}", c.detail) });
-            }
-        }
-    }
-    let passed = checks.iter().all(|c| c.ok);
-    if cmd.json {
-        let out = json!({
-            "runtime": url,
-            "verified": passed,
-            "checks": checks,
-            "certificate_sha256": cert.as_ref().map(|c| &c.certificate_sha256),
-            "claims": cert.as_ref().map(|c| &c.appraisal),
-            "launch_identity": cert.as_ref().map(|c| &c.launch_identity),
-            "fresh_evidence": fresh,
-            "nonce": cmd.nonce.then_some(&nonce),
-        });
-        println!("{}", serde_json::to_string_pretty(&out)?);
-    } else {
-        println!(
-            "veil verify {url} (policy: {})",
-            cmd.policy.as_ref().map_or_else(|| "default".to_owned(), |p| p.display().to_string())
-        );
-        for c in &checks {
-            println!("  {} {:<12} {}", if c.ok { "✓" } else { "✗" }, c.name, c.detail);
-        }
-        let failed = checks.iter().filter(|c| !c.ok).count();
-        if passed {
-            println!("PASS: the runtime satisfies the policy ({} ms)", started.elapsed().as_millis());
-        } else {
-            println!("FAIL: {failed} check(s) failed; send this runtime nothing");
-        }
-    }
-    Ok(if passed { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    let report = rt.block_on(client.report(cmd.nonce))?;
+    let name = cmd.policy.as_ref().map_or_else(|| "default".to_owned(), |p| p.display().to_string());
+    print_report(&report, &name, cmd.json, started.elapsed())?;
+    Ok(if report.verified { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 /// `veil proxy`.
@@ -200,7 +111,7 @@ fn not_verified(message: String) -> Response {
 /// `veil proxy`: serves until interrupted.
 pub fn run_proxy(cmd: ProxyCmd) -> anyhow::Result<ExitCode> {
     crate::kbs::init_logging();
-    let upstream = https(&cmd.upstream)?;
+    let upstream = veil_client::runtime_url(&cmd.upstream)?;
     if !cmd.listen.ip().is_loopback() {
         tracing::warn!(listen = %cmd.listen, "the proxy speaks plain HTTP: anyone who can reach this address can use it");
     }
@@ -301,7 +212,7 @@ async fn forward(State(p): State<Arc<Proxy>>, method: Method, uri: Uri, headers:
         // chunk, and `data: [DONE]` is forwarded only after it verified.
         let mut upstream = resp.bytes_stream();
         let stream = async_stream(move |tx| async move {
-            let mut sse = SseCheck::new(req_hash, key);
+            let mut sse = StreamCheck::new(req_hash, key);
             while let Some(chunk) = upstream.next().await {
                 let chunk = match chunk {
                     Ok(c) => c,
@@ -310,7 +221,15 @@ async fn forward(State(p): State<Arc<Proxy>>, method: Method, uri: Uri, headers:
                         return;
                     }
                 };
-                for out in sse.feed(&chunk) {
+                for event in sse.feed(&chunk) {
+                    let out = match event {
+                        StreamEvent::Pass(b) => Bytes::from(b),
+                        StreamEvent::Done(b, seq) => {
+                            tracing::debug!(seq, "streamed answer's receipt verified");
+                            Bytes::from(b)
+                        }
+                        StreamEvent::Refused(why) => error_event(&format!("veil proxy: {why}")),
+                    };
                     if tx.send(Ok(out)).await.is_err() {
                         return;
                     }
@@ -325,7 +244,7 @@ async fn forward(State(p): State<Arc<Proxy>>, method: Method, uri: Uri, headers:
         Err(e) => return not_verified(format!("veil proxy: reading the upstream answer: {}", error_chain(&e))),
     };
     if answered {
-        match check_json_receipt(&bytes, &req_hash, &key) {
+        match receipt::check_json(&bytes, &req_hash, &key).map(|c| c.seq) {
             Ok(seq) => {
                 if let Ok(v) = HeaderValue::from_str(&format!("seq={seq}")) {
                     out_headers.insert("veil-receipt-verified", v);
@@ -342,102 +261,6 @@ async fn forward(State(p): State<Arc<Proxy>>, method: Method, uri: Uri, headers:
 
 fn is_tls_refusal(e: &reqwest::Error) -> bool {
     e.is_connect() || error_chain(e).contains("certificate")
-}
-
-/// Checks a JSON answer's `veil_receipt`: signed by the verified key, for this request
-/// body and this answer. Returns its sequence number.
-fn check_json_receipt(body: &[u8], req_hash: &str, key: &veil_kbs::TeePubKey) -> Result<u64, String> {
-    let v: Value = serde_json::from_slice(body).map_err(|e| format!("the answer is not JSON: {e}"))?;
-    let token = v.get("veil_receipt").and_then(Value::as_str).ok_or("the answer carries no receipt")?;
-    let claims = receipt::verify(token, key).map_err(|e| e.to_string())?;
-    if claims.req != req_hash {
-        return Err("the receipt is for another request".into());
-    }
-    let resp = receipt::json_answer_hash(&v).map_err(|e| e.to_string())?;
-    if claims.resp != resp {
-        return Err("the receipt is for another answer".into());
-    }
-    Ok(claims.seq)
-}
-
-/// Follows an SSE stream: collects the generated text (chat `delta.content`, completion
-/// `text`), checks the receipt chunk, and holds `data: [DONE]` back until the receipt
-/// has verified; without one, or with a bad one, the client gets an error event instead.
-struct SseCheck {
-    buf: Vec<u8>,
-    text: String,
-    req_hash: String,
-    key: veil_kbs::TeePubKey,
-    verified: Option<Result<u64, String>>,
-}
-
-impl SseCheck {
-    fn new(req_hash: String, key: veil_kbs::TeePubKey) -> Self {
-        Self { buf: Vec::new(), text: String::new(), req_hash, key, verified: None }
-    }
-
-    /// The bytes to pass on for `chunk`: every complete event, unchanged, except
-    /// `[DONE]`, which is replaced by an error event if the receipt did not verify.
-    fn feed(&mut self, chunk: &[u8]) -> Vec<Bytes> {
-        self.buf.extend_from_slice(chunk);
-        let mut out = Vec::new();
-        while let Some(end) = find_event_end(&self.buf) {
-            let event: Vec<u8> = self.buf.drain(..end).collect();
-            out.push(self.event(event));
-        }
-        out
-    }
-
-    fn event(&mut self, event: Vec<u8>) -> Bytes {
-        let text = String::from_utf8_lossy(&event);
-        let data: String =
-            text.lines().filter_map(|l| l.strip_prefix("data:")).map(|d| d.trim_start()).collect::<Vec<_>>().join("\n");
-        if data.trim() == "[DONE]" {
-            return match &self.verified {
-                Some(Ok(seq)) => {
-                    tracing::debug!(seq, "streamed answer's receipt verified");
-                    Bytes::from(event)
-                }
-                Some(Err(why)) => error_event(&format!("veil proxy: the answer's receipt does not verify: {why}")),
-                None => error_event("veil proxy: the stream ended without a receipt"),
-            };
-        }
-        if let Ok(v) = serde_json::from_str::<Value>(&data) {
-            if let Some(token) = v.get("veil_receipt").and_then(Value::as_str) {
-                self.verified = Some(self.check(token));
-            } else if let Some(choices) = v.get("choices").and_then(Value::as_array) {
-                for c in choices {
-                    if let Some(t) = c.pointer("/delta/content").and_then(Value::as_str) {
-                        self.text.push_str(t);
-                    } else if let Some(t) = c.get("text").and_then(Value::as_str) {
-                        self.text.push_str(t);
-                    }
-                }
-            }
-        }
-        Bytes::from(event)
-    }
-
-    fn check(&self, token: &str) -> Result<u64, String> {
-        let claims = receipt::verify(token, &self.key).map_err(|e| e.to_string())?;
-        if claims.req != self.req_hash {
-            return Err("the receipt is for another request".into());
-        }
-        if claims.resp != receipt::sha256_hex(self.text.as_bytes()) {
-            return Err("the receipt is for another answer".into());
-        }
-        Ok(claims.seq)
-    }
-}
-
-/// The end (exclusive, including the blank line) of the first complete SSE event.
-fn find_event_end(buf: &[u8]) -> Option<usize> {
-    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| i + 2);
-    let crlf = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
-    match (lf, crlf) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    }
 }
 
 fn error_event(message: &str) -> Bytes {
@@ -457,43 +280,4 @@ where
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
-/// The error and its sources: reqwest hides the TLS verifier's reason two levels down.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sse_events_are_split_and_done_is_held_for_the_receipt() {
-        let key = veil_kbs::TeePubKey::EC {
-            crv: "P-256".into(),
-            alg: veil_kbs::jwe::ALG.into(),
-            x: String::new(),
-            y: String::new(),
-        };
-        let mut s = SseCheck::new("00".into(), key);
-        // Split across chunks, and a receipt that does not verify.
-        let out = s.feed(b"data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n");
-        assert!(out.is_empty());
-        let out = s.feed(b"\ndata: {\"choices\":[],\"veil_receipt\":\"x.y.z\"}\n\ndata: [DONE]\n\n");
-        assert_eq!(out.len(), 3);
-        assert_eq!(s.text, "Hi");
-        let last = String::from_utf8(out[2].to_vec()).unwrap();
-        assert!(last.contains("receipt does not verify"), "{last}");
-        // No receipt at all.
-        let mut s = SseCheck::new("00".into(), s.key.clone());
-        let out = s.feed(b"data: [DONE]\r\n\r\n");
-        assert!(String::from_utf8(out[0].to_vec()).unwrap().contains("without a receipt"));
-        assert_eq!(find_event_end(b"data: x"), None);
-    }
-}
+pub(crate) use veil_client::error_chain;

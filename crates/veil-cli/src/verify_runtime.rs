@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use veil_host::ratls::{ClientPolicy, RaTlsVerifier, verify_fresh};
+use veil_client::ratls::{ClientPolicy, RaTlsVerifier, verify_fresh};
 
 use crate::relying::error_chain;
 

@@ -166,6 +166,57 @@ fn the_openai_package_talks_to_a_verified_runtime_through_the_proxy_and_is_refus
     assert_eq!(o.status.code(), Some(1));
     assert!(stdout(&o).contains("✗ evidence"), "{}", stdout(&o));
     assert!(stdout(&o).contains("RA-TLS evidence extension"), "{}", stdout(&o));
+
+    // A relay: the genuine runtime's evidence, re-wrapped in a certificate for the
+    // attacker's own key (runtime data and pubkey-hash rewritten to name it). Every
+    // binding the attacker controls matches; the report data the TEE signed does not.
+    let (_relay, relay) = relay_server(d, &r.cert);
+    let o = veil(&["verify", &relay, "--policy", good.to_str().unwrap()], d);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let report = stdout(&o);
+    assert!(report.contains("✗ evidence"), "{report}");
+    assert!(report.contains("report_data mismatch"), "{report}");
+    // The proxy refuses it too, before the request leaves.
+    let (_p, base) = start_proxy(&relay, &good);
+    let out = openai_client(&base);
+    assert_eq!(out["error_status"], 502, "{out}");
+}
+
+/// A TLS server presenting the runtime's certificate evidence (from `runtime_cert`, PEM)
+/// in a certificate for another key, rewritten so that every binding the holder of
+/// that key can forge names it: the RA-TLS `pubkey-hash` and the runtime data's
+/// `tee-pubkey`. Only the report data signed by the TEE still names the runtime's key.
+fn relay_server(d: &Path, runtime_cert: &Path) -> (Proc, String) {
+    use base64::Engine as _;
+    let pem = std::fs::read_to_string(runtime_cert).unwrap();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(pem.lines().filter(|l| !l.starts_with("-----")).collect::<String>())
+        .unwrap();
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+    let oid = x509_parser::oid_registry::Oid::from(&veil_kbs::ratls::OID_TAGGED_EVIDENCE).unwrap();
+    let ext = cert.extensions().iter().find(|e| e.oid == oid).expect("the runtime's certificate has evidence");
+    let genuine = veil_kbs::ratls::decode(ext.value).unwrap();
+
+    let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let point = rcgen::PublicKeyData::der_bytes(&kp).to_vec();
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut att = genuine.attestation.clone();
+    att.runtime_data.tee_pubkey = veil_kbs::TeePubKey::EC {
+        crv: "P-256".into(),
+        alg: "ES256".into(),
+        x: b64.encode(&point[1..33]),
+        y: b64.encode(&point[33..65]),
+    };
+    let spki = rcgen::PublicKeyData::subject_public_key_info(&kp);
+    let forged = veil_kbs::ratls::encode(genuine.tee, &genuine.raw, &spki, &att).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    params
+        .custom_extensions
+        .push(rcgen::CustomExtension::from_oid_content(&veil_kbs::ratls::OID_TAGGED_EVIDENCE, forged));
+    let c = params.self_signed(&kp).unwrap();
+    std::fs::write(d.join("relay.crt"), c.pem()).unwrap();
+    std::fs::write(d.join("relay.key"), kp.serialize_pem()).unwrap();
+    s_server(d, "relay.crt", "relay.key")
 }
 
 /// A TLS server (openssl s_server) with an ordinary self-signed certificate: what a
@@ -191,9 +242,14 @@ fn mitm_server(d: &Path) -> (Proc, String) {
         ])
         .current_dir(d));
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    s_server(d, "mitm.crt", "mitm.key")
+}
+
+/// `openssl s_server` on a free loopback port with `cert` and `key` (in `d`).
+fn s_server(d: &Path, cert: &str, key: &str) -> (Proc, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = Command::new("openssl")
-        .args(["s_server", "-quiet", "-www", "-accept", &port.to_string(), "-cert", "mitm.crt", "-key", "mitm.key"])
+        .args(["s_server", "-quiet", "-www", "-accept", &port.to_string(), "-cert", cert, "-key", key])
         .current_dir(d)
         .stdout(Stdio::null())
         .stderr(Stdio::null())

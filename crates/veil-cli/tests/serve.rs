@@ -144,12 +144,12 @@ fn sealed_models_are_served_over_tls_and_withdrawn_on_revocation() {
         // The certificate's own evidence (RA-TLS) and the fresh evidence both verify, name
         // both models in the event log (SNP alone: bound by the report data), and the
         // fresh evidence is refused for another nonce.
-        let policy = veil_host::ratls::ClientPolicy { danger_trust_simulator: true, ..Default::default() };
-        let verifiers = veil_host::kbs::evidence::Verifiers::default();
+        let policy = veil_client::ratls::ClientPolicy { danger_trust_simulator: true, ..Default::default() };
+        let verifiers = veil_client::evidence::Verifiers::default();
         let cert =
-            veil_host::ratls::verify_certificate(&der, &policy, &verifiers, time::OffsetDateTime::now_utc()).unwrap();
+            veil_client::ratls::verify_certificate(&der, &policy, &verifiers, time::OffsetDateTime::now_utc()).unwrap();
         assert!(cert.appraisal.simulated);
-        let fresh = veil_host::ratls::verify_fresh(&a, &nonce, &cert, &policy, &verifiers).unwrap();
+        let fresh = veil_client::ratls::verify_fresh(&a, &nonce, &cert, &policy, &verifiers).unwrap();
         let events = fresh.runtime_events.as_ref().unwrap();
         assert_eq!(events.bound_by, "report-data");
         let manifests: Vec<&str> = events
@@ -160,9 +160,9 @@ fn sealed_models_are_served_over_tls_and_withdrawn_on_revocation() {
             .collect();
         assert_eq!(manifests.len(), 2);
         assert!(manifests.contains(&chat_digest.as_str()), "{manifests:?}");
-        assert!(veil_host::ratls::verify_fresh(&a, &hex::encode([8u8; 32]), &cert, &policy, &verifiers).is_err());
-        let strict = veil_host::ratls::ClientPolicy::default();
-        let e = veil_host::ratls::verify_certificate(&der, &strict, &verifiers, time::OffsetDateTime::now_utc())
+        assert!(veil_client::ratls::verify_fresh(&a, &hex::encode([8u8; 32]), &cert, &policy, &verifiers).is_err());
+        let strict = veil_client::ratls::ClientPolicy::default();
+        let e = veil_client::ratls::verify_certificate(&der, &strict, &verifiers, time::OffsetDateTime::now_utc())
             .unwrap_err();
         assert!(e.to_string().contains("simulat"), "{e}");
         assert_eq!(a["models"].as_array().unwrap().len(), 2);

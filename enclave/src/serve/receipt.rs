@@ -12,38 +12,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ring::signature::{ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, UnparsedPublicKey};
-use serde::{Deserialize, Serialize};
+use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair};
 use serde_json::Value;
-use sha2::{Digest as _, Sha256};
 
-/// The JWS `typ` of receipts.
-pub const TYP: &str = "veil-receipt+jws";
-
-/// What a receipt says.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReceiptClaims {
-    /// SHA-256 (hex) of the request body as received.
-    pub req: String,
-    /// SHA-256 (hex) of the answer (see the module docs).
-    pub resp: String,
-    /// The model name.
-    pub model: String,
-    /// The model bundle's manifest digest (`sha256:<hex>`).
-    pub manifest: String,
-    /// The completion id.
-    pub id: String,
-    /// Issued at (Unix seconds, the runtime's clock).
-    pub iat: u64,
-    /// This runtime's receipt counter.
-    pub seq: u64,
-}
-
-/// Why a receipt does not verify.
-#[derive(Debug, thiserror::Error)]
-#[error("receipt: {0}")]
-pub struct ReceiptError(pub String);
+pub use veil_client::receipt::{ReceiptClaims, ReceiptError, TYP, json_answer_hash, sha256_hex, verify};
 
 fn err(m: impl Into<String>) -> ReceiptError {
     ReceiptError(m.into())
@@ -62,21 +34,6 @@ impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Signer").field("seq", &self.seq).finish_non_exhaustive()
     }
-}
-
-/// SHA-256 (hex) of bytes.
-pub fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
-}
-
-/// The `resp` hash of a JSON answer: canonical JSON of the object without `veil_receipt`.
-pub fn json_answer_hash(answer: &Value) -> Result<String, ReceiptError> {
-    let mut v = answer.clone();
-    if let Some(o) = v.as_object_mut() {
-        o.remove("veil_receipt");
-    }
-    let canonical = serde_json_canonicalizer::to_vec(&v).map_err(|e| err(e.to_string()))?;
-    Ok(sha256_hex(&canonical))
 }
 
 impl Signer {
@@ -130,45 +87,6 @@ impl Signer {
         let sig = self.key.sign(&self.rng, input.as_bytes()).map_err(|_| err("signing failed"))?;
         Ok(format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig.as_ref())))
     }
-}
-
-/// Verifies a receipt against the runtime key a relying party attested (`jwk`, the
-/// `tee-pubkey` of verified evidence): the header's key must be that key, and the
-/// signature must verify with it. Returns the claims; checking them against the
-/// request and answer is the caller's part.
-pub fn verify(token: &str, jwk: &veil_kbs::TeePubKey) -> Result<ReceiptClaims, ReceiptError> {
-    let mut parts = token.split('.');
-    let (Some(h), Some(p), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-        return Err(err("not a compact JWS"));
-    };
-    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(h).map_err(|_| err("header is not base64url"))?)
-        .map_err(|_| err("header is not JSON"))?;
-    if header.get("alg").and_then(Value::as_str) != Some("ES256")
-        || header.get("typ").and_then(Value::as_str) != Some(TYP)
-    {
-        return Err(err("header must say alg ES256 and typ veil-receipt+jws"));
-    }
-    let in_header: veil_kbs::TeePubKey =
-        serde_json::from_value(header.get("jwk").cloned().unwrap_or(Value::Null)).map_err(|_| err("header jwk"))?;
-    let (veil_kbs::TeePubKey::EC { crv, x, y, .. }, veil_kbs::TeePubKey::EC { crv: c2, x: x2, y: y2, .. }) =
-        (&in_header, jwk)
-    else {
-        return Err(err("keys must be EC"));
-    };
-    if (crv, x, y) != (c2, x2, y2) || crv != "P-256" {
-        return Err(err("signed by another key than the attested one"));
-    }
-    let mut point = vec![4u8];
-    point.extend(URL_SAFE_NO_PAD.decode(x).map_err(|_| err("jwk x"))?);
-    point.extend(URL_SAFE_NO_PAD.decode(y).map_err(|_| err("jwk y"))?);
-    let sig = URL_SAFE_NO_PAD.decode(s).map_err(|_| err("signature is not base64url"))?;
-    let input_len = h.len().saturating_add(1).saturating_add(p.len());
-    let input = token.get(..input_len).ok_or_else(|| err("malformed"))?;
-    UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &point)
-        .verify(input.as_bytes(), &sig)
-        .map_err(|_| err("bad signature"))?;
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(p).map_err(|_| err("payload is not base64url"))?)
-        .map_err(|e| err(format!("claims: {e}")))
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@
 pub mod admin;
 pub mod config;
 pub mod dev;
-pub mod evidence;
+pub use veil_client::evidence;
 pub mod metrics;
 pub mod policy;
 pub mod server;

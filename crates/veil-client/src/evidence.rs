@@ -515,7 +515,7 @@ mod tests {
     use serde_json::json;
 
     fn vectors() -> std::path::PathBuf {
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors")
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors")
     }
 
     fn evidence(dir: &str) -> Value {

@@ -28,7 +28,7 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 use veil_kbs::ratls::{self, CertEvidence};
 use veil_kbs::{Tee, TeePubKey};
 
-use crate::kbs::evidence::{Appraised, Verifiers};
+use crate::evidence::{Appraised, Verifiers};
 
 /// Why a runtime's certificate was refused.
 #[derive(Debug, thiserror::Error)]
@@ -453,7 +453,7 @@ pub fn verify_certificate_evidence(
         .map_err(|r| CertRefusal::Evidence(r.detail))?;
     check_raw(&ev)?;
     let launch_identity = check_init_data(ev.attestation.init_data.as_ref(), &appraisal)?;
-    let certificate_sha256 = hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, cert_der));
+    let certificate_sha256 = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(cert_der));
     Ok(VerifiedRuntime { appraisal, certificate_sha256, issued_at, tee_pubkey: rd.tee_pubkey.clone(), launch_identity })
 }
 
@@ -753,7 +753,7 @@ mod tests {
 
     #[test]
     fn client_policy_and_init_data_checks() {
-        use crate::kbs::evidence::{InitDataRule, RuntimeEvents};
+        use crate::evidence::{InitDataRule, RuntimeEvents};
         use veil_attestation::runtime_log::{Event, Register, types};
         let ev = |ty: &str, c: &str| Event::new(Register::VEIL_RTMR, ty, c);
         let a = Appraised {
