@@ -230,6 +230,25 @@ fn find_event_end(buf: &[u8]) -> Option<usize> {
     }
 }
 
+/// Fuzz entry: untrusted bytes as a receipt token, as a JSON answer and as an answer
+/// stream (split where the first byte says). Must never panic.
+#[doc(hidden)]
+pub fn fuzz_receipt(data: &[u8]) {
+    let key = veil_kbs::TeePubKey::EC {
+        crv: "P-256".into(),
+        alg: "ES256".into(),
+        x: "WbbaSStuffL8ZLtmGFazjMs94pdA4IuD5bEG2e4eMNY".into(),
+        y: "Sh8Uh1N8JOvB5HkZDKp1pFaCD7S8aUWIUIHGbuIjrTk".into(),
+    };
+    let _ = verify(&String::from_utf8_lossy(data), &key);
+    let _ = check_json(data, "00", &key);
+    let split = usize::from(data.first().copied().unwrap_or(0)).min(data.len());
+    let (a, b) = data.split_at(split);
+    let mut s = StreamCheck::new("00".into(), key);
+    let _ = s.feed(a);
+    let _ = s.feed(b);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,6 +282,10 @@ mod tests {
         let mut s = StreamCheck::new("00".into(), key());
         let out = s.feed(&vec![b'a'; MAX_EVENT + 1]);
         assert!(matches!(&out[..], [StreamEvent::Refused(_)]), "{out:?}");
+        // The fuzz entry over a few shapes.
+        for d in [&b""[..], b"\x05data: [DONE]\n\n", b"a.b.c", b"{\"veil_receipt\": 1}"] {
+            fuzz_receipt(d);
+        }
     }
 
     #[test]
