@@ -43,6 +43,17 @@ pub enum KbsClientError {
     Attester(String),
 }
 
+impl KbsClientError {
+    /// Whether the broker refused the release: an answer that is not a success, an
+    /// overload (429) or a server failure (5xx). Only a refusal withdraws a model or
+    /// stops a boot; everything else is retried (and a serving model kept while its last
+    /// token is valid) — otherwise anyone who can flood the broker could withdraw every
+    /// model from every runtime.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, Self::Refused { status, .. } if *status != 429 && *status < 500)
+    }
+}
+
 fn http(e: impl std::fmt::Display) -> KbsClientError {
     KbsClientError::Http(e.to_string())
 }
@@ -385,5 +396,22 @@ pub struct Session {
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Session").finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_policy_answer_is_a_refusal_not_an_overloaded_or_failing_broker() {
+        let refused = |status| KbsClientError::Refused { status, kind: "PolicyDeny".into(), detail: String::new() };
+        assert!(refused(401).is_refusal());
+        assert!(refused(403).is_refusal());
+        assert!(refused(404).is_refusal());
+        for status in [429, 500, 502, 503] {
+            assert!(!refused(status).is_refusal(), "{status}");
+        }
+        assert!(!KbsClientError::Http("connection refused".into()).is_refusal());
     }
 }

@@ -772,7 +772,10 @@ fn stream(
     Sse::new(tokio_stream::wrappers::ReceiverStream::new(event_rx)).into_response()
 }
 
+/// Unknown fields are refused by name, as for chat and completions: a client must not
+/// believe a parameter was honoured when it was ignored.
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct EmbeddingRequest {
     model: String,
     input: Value,
@@ -906,13 +909,22 @@ async fn attestation(
         },
     )
     .await;
+    // The TEE's failure is logged here, not told to the caller (it is the host's
+    // business); the caller learns that no evidence could be produced, and may retry.
+    let unavailable = || ApiError {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        kind: "server_error",
+        message: "the TEE could not produce evidence for this nonce; retry later".into(),
+        param: None,
+        retry_after: Some(1),
+    };
     let (tee, produced) = match produced {
         Ok(Ok(v)) => v,
         Ok(Err(e)) => {
             tracing::error!(error = %e, "evidence for /v1/attestation failed");
-            return Err(ApiError::engine(EngineError::Stopped));
+            return Err(unavailable());
         }
-        Err(_) => return Err(ApiError::engine(EngineError::Stopped)),
+        Err(_) => return Err(unavailable()),
     };
     let event_log = api.evidence.measurer().map(|m| m.log_jsonl());
     let ear_token = api.serving.ear_token.read().ok().and_then(|t| t.clone());
@@ -941,6 +953,17 @@ mod tests {
     use veil_kbs::limit::Quota;
 
     const Q: Quota = Quota { per_sec: 1.0, burst: 1.0 };
+
+    #[test]
+    fn embedding_requests_name_an_unknown_field_instead_of_ignoring_it() {
+        let ok: EmbeddingRequest =
+            parse(br#"{"model": "m", "input": "x", "encoding_format": "base64", "dimensions": 384, "user": "u"}"#)
+                .unwrap();
+        assert_eq!(ok.dimensions, Some(384));
+        let e = parse::<EmbeddingRequest>(br#"{"model": "m", "input": "x", "truncate": true}"#).unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert!(e.message.contains("unknown field `truncate`"), "{}", e.message);
+    }
 
     fn creds(keys: &[&str], ca: bool, required: bool) -> Credentials {
         Credentials {

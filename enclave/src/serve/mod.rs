@@ -33,7 +33,7 @@ use veil_models::chat::ChatModel;
 use veil_models::embed::Embedder;
 use zeroize::Zeroizing;
 
-use crate::kbs::{EvidenceProvider, KbsClient, KbsClientError};
+use crate::kbs::{EvidenceProvider, KbsClient};
 use engine::{ChatEngine, EmbedEngine};
 
 /// The runtime's configuration (`serve.toml`).
@@ -433,7 +433,7 @@ async fn fetch_key(
                 })?);
                 return Ok(veil_seal::DataKey::from_bytes(*arr));
             }
-            Err(e @ KbsClientError::Refused { .. }) => {
+            Err(e) if e.is_refusal() => {
                 return Err(ServeError::KeyRelease { name: name.into(), reason: e.to_string() });
             }
             Err(e) if started.elapsed().saturating_add(delay) < patience => {
@@ -634,7 +634,7 @@ pub async fn reattest_loop(serving: Arc<Serving>, kbs: KbsClient, evidence: Arc<
                         *t = Some(token);
                     }
                 }
-                Err(e @ KbsClientError::Refused { .. }) => {
+                Err(e) if e.is_refusal() => {
                     error!(model = %name, reason = %e, "the broker no longer releases this model's key; withdrawing it");
                     serving.withdraw(name, e.to_string());
                 }
