@@ -210,18 +210,6 @@ fn size_mb(dir: &Path) -> f64 {
     n as f64 / 1e6
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(bytes)?;
-    Ok(())
-}
-
 /// Runs `veil ARGS` and returns its stdout, or an error with its stderr.
 fn veil(exe: &Path, args: &[&str], dir: &Path) -> anyhow::Result<String> {
     let o = Command::new(exe).args(args).current_dir(dir).output().with_context(|| format!("running veil {args:?}"))?;
@@ -323,7 +311,7 @@ fn flow(cmd: &DemoCmd, exe: &Path, work: &Path, steps: &mut Steps) -> anyhow::Re
 
     let api_key = steps.run("keys", || {
         let kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).context("generating the owner key")?;
-        write_private(&work.join("owner.pem"), kp.serialize_pem().as_bytes())?;
+        crate::sealing::write_secret_file(&work.join("owner.pem"), kp.serialize_pem().as_bytes())?;
         std::fs::write(work.join("owner.pub"), kp.public_key_pem())?;
         let mut k = [0u8; 24];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut k)

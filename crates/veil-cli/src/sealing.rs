@@ -158,7 +158,7 @@ impl Progress for Bars {
 }
 
 /// Creates a new file with mode 0600 holding `text`.
-fn write_secret_file(path: &Path, text: &[u8]) -> anyhow::Result<()> {
+pub(crate) fn write_secret_file(path: &Path, text: &[u8]) -> anyhow::Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
