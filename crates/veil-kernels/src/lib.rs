@@ -1,0 +1,53 @@
+//! # veil-kernels
+//!
+//! Veil's quantized matrix multiply on the CPU, for the GGUF block formats that real
+//! models ship in: Q4_0, Q4_1, Q8_0 (32-element blocks) and the K-quants Q4_K and Q6_K
+//! (256-element super-blocks).
+//!
+//! `y = x · Wᵀ` with `W` in its GGUF bytes ([`QWeight`], rows = output features) and `x`
+//! in f32. The activations are quantized once per call to 8 bits ([`QActs`]: Q8 blocks
+//! of 32 with a block sum for the 32-blocks, Q8_K with 16-element sums for the K-quants),
+//! so every block product is an integer dot product (`u8 × i8`), scaled once per block —
+//! the scheme llama.cpp uses, and the reason it is fast.
+//!
+//! ## Tiers, chosen at run time
+//! [`Level::Scalar`] is the reference (exact integer block sums, portable). On x86-64,
+//! [`Level::Avx2`] (AVX2 + FMA + F16C: `vpmaddubsw` + `vpmaddwd`) and
+//! [`Level::Avx512Vnni`] (AVX-512 F/BW/VL + VNNI: `vpdpbusd` on 256-bit registers, which
+//! is where Zen 4 and Ice Lake gain; their 512-bit registers do not add bandwidth) are
+//! picked by CPU feature detection, not compile flags: a binary built for any x86-64
+//! runs the best tier the machine has. `VEIL_KERNELS=scalar|avx2|avx512` forces a lower
+//! tier (a tier the CPU lacks is never used). All tiers compute the same integer block
+//! sums; they differ only in the order of the f32 accumulation.
+//!
+//! ## Numerics
+//! - Activations: per block of 32 (or 256 for K-quants), `d = max|x| / 127`,
+//!   `q = round_ties_even(x / d)` ∈ [-127, 127]. The error per element is at most `d/2`,
+//!   so a row's dot product differs from the f32 one by at most
+//!   `Σ_blocks d_a/2 · Σ|w|` (plus f32 rounding); the tests check exactly that bound.
+//! - Weights: exactly the GGUF dequantisation (`d·q + m` for Q4_1, `d·(q−8)` for Q4_0,
+//!   `d·q` for Q8_0, 6-bit sub-block scales and mins for Q4_K, signed 8-bit sub-block
+//!   scales for Q6_K). f16 scales are widened exactly.
+//! - Per block: `d_w·d_a·Σ q_w q_a` in f32 from an exact i32 sum; the Q4_1 minimum and the
+//!   Q4_0 offset enter as `m_w · (d_a·Σ q_a)`, the K-quant minima through the 16-element
+//!   activation sums.
+//!
+//! ## Threads
+//! [`matmul`] splits the output features over the current rayon pool (the caller's
+//! pool when called inside `ThreadPool::install`), in contiguous row ranges of equal
+//! size, so each thread streams an equal share of the weights once; tiny products run
+//! on the calling thread.
+#![warn(missing_docs)]
+
+mod format;
+mod level;
+mod matmul;
+mod quant;
+pub mod scalar;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+pub use format::{KernelError, QType, QWeight};
+pub use level::{Kernels, Level};
+pub use matmul::{matmul, matmul_into_acts};
+pub use quant::{ActKind, QActs};

@@ -1,0 +1,171 @@
+//! The reference tier: portable Rust, integer block sums computed element by element.
+//! The SIMD tiers are tested against it.
+
+use crate::format::{QType, f16_at};
+use crate::quant::ActRow;
+
+/// Q4_K's packed 6-bit scale and minimum of sub-block `j` (ggml `get_scale_min_k4`).
+#[inline]
+pub(crate) fn scale_min_k4(j: usize, s: &[u8]) -> (u8, u8) {
+    let at = |i: usize| s.get(i).copied().unwrap_or(0);
+    if j < 4 {
+        (at(j) & 63, at(j + 4) & 63)
+    } else {
+        ((at(j + 4) & 0xF) | ((at(j - 4) >> 6) << 4), (at(j + 4) >> 4) | ((at(j) >> 6) << 4))
+    }
+}
+
+/// The 256 6-bit values (0..63) of a Q6_K block in element order.
+#[inline]
+pub(crate) fn q6k_values(b: &[u8]) -> [u8; 256] {
+    let mut v = [0u8; 256];
+    let (ql, rest) = b.split_at(128.min(b.len()));
+    let qh = rest.get(..64).unwrap_or_default();
+    let (Some(ql), Some(qh)) = (ql.get(..128), qh.get(..64)) else { return v };
+    for half in 0..2 {
+        let (ql, qh) = (&ql[half * 64..half * 64 + 64], &qh[half * 32..half * 32 + 32]);
+        let out = &mut v[half * 128..half * 128 + 128];
+        for l in 0..32 {
+            out[l] = (ql[l] & 0xF) | ((qh[l] & 3) << 4);
+            out[l + 32] = (ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4);
+            out[l + 64] = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
+            out[l + 96] = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
+        }
+    }
+    v
+}
+
+/// The unsigned nibbles (0..15) of a 32-block's 16 bytes, in element order.
+#[inline]
+fn nibbles(qs: &[u8]) -> [u8; 32] {
+    let mut v = [0u8; 32];
+    for (i, &b) in qs.iter().take(16).enumerate() {
+        v[i] = b & 0xF;
+        v[i + 16] = b >> 4;
+    }
+    v
+}
+
+/// Dequantizes whole blocks of `ty` from `bytes` into `out` (as many as both hold).
+pub fn dequantize(ty: QType, bytes: &[u8], out: &mut [f32]) {
+    let be = ty.block_elems();
+    for (b, y) in bytes.chunks_exact(ty.block_bytes()).zip(out.chunks_exact_mut(be)) {
+        match ty {
+            QType::Q4_0 => {
+                let d = f16_at(b, 0);
+                for (y, q) in y.iter_mut().zip(nibbles(&b[2..])) {
+                    *y = d * (f32::from(q) - 8.0);
+                }
+            }
+            QType::Q4_1 => {
+                let (d, m) = (f16_at(b, 0), f16_at(b, 2));
+                for (y, q) in y.iter_mut().zip(nibbles(&b[4..])) {
+                    *y = d * f32::from(q) + m;
+                }
+            }
+            QType::Q8_0 => {
+                let d = f16_at(b, 0);
+                for (y, &q) in y.iter_mut().zip(&b[2..]) {
+                    *y = d * f32::from(q as i8);
+                }
+            }
+            QType::Q4K => {
+                let (d, dmin) = (f16_at(b, 0), f16_at(b, 2));
+                let (scales, qs) = (&b[4..16], &b[16..144]);
+                for (j, y) in y.chunks_exact_mut(32).enumerate() {
+                    let (sc, m) = scale_min_k4(j, scales);
+                    let q = &qs[(j / 2) * 32..(j / 2) * 32 + 32];
+                    for (y, &q) in y.iter_mut().zip(q) {
+                        let q = if j % 2 == 0 { q & 0xF } else { q >> 4 };
+                        *y = d * f32::from(sc) * f32::from(q) - dmin * f32::from(m);
+                    }
+                }
+            }
+            QType::Q6K => {
+                let d = f16_at(b, 208);
+                let v = q6k_values(b);
+                for (i, y) in y.iter_mut().enumerate() {
+                    let sc = f32::from(b[192 + i / 16] as i8);
+                    *y = d * sc * (f32::from(v[i]) - 32.0);
+                }
+            }
+        }
+    }
+}
+
+/// Integer dot product of `n` unsigned weights with signed activations.
+#[inline]
+fn idot(w: impl IntoIterator<Item = i32>, a: &[i8]) -> i32 {
+    w.into_iter().zip(a).map(|(w, &a)| w * i32::from(a)).sum()
+}
+
+/// One weight row (`w`: its GGUF bytes) times one quantized activation row.
+pub(crate) fn dot(ty: QType, w: &[u8], a: ActRow<'_>) -> f32 {
+    let mut acc = 0f32;
+    let be = ty.block_elems();
+    for (b, blk) in w.chunks_exact(ty.block_bytes()).enumerate() {
+        let qa = a.qs.get(b * be..(b + 1) * be).unwrap_or_default();
+        let da = a.d.get(b).copied().unwrap_or(0.0);
+        match ty {
+            QType::Q4_0 | QType::Q4_1 => {
+                let (off, min) = if ty == QType::Q4_0 {
+                    (2, -8.0 * f16_at(blk, 0))
+                } else {
+                    (4, f16_at(blk, 2))
+                };
+                let sum = idot(nibbles(&blk[off..]).map(i32::from), qa);
+                let sa = a.s.get(b).copied().unwrap_or(0.0);
+                acc += f16_at(blk, 0) * da * sum as f32 + min * sa;
+            }
+            QType::Q8_0 => {
+                let sum = idot(blk[2..34].iter().map(|&q| i32::from(q as i8)), qa);
+                acc += f16_at(blk, 0) * da * sum as f32;
+            }
+            QType::Q4K => {
+                let (d, dmin) = (f16_at(blk, 0), f16_at(blk, 2));
+                let (scales, qs) = (&blk[4..16], &blk[16..144]);
+                let bs = a.bsums.get(b * 16..b * 16 + 16).unwrap_or_default();
+                let (mut sumi, mut summ) = (0i32, 0i32);
+                for j in 0..8 {
+                    let (sc, m) = scale_min_k4(j, scales);
+                    let q = &qs[(j / 2) * 32..(j / 2) * 32 + 32];
+                    let qa = qa.get(j * 32..j * 32 + 32).unwrap_or_default();
+                    let s = if j % 2 == 0 {
+                        idot(q.iter().map(|&q| i32::from(q & 0xF)), qa)
+                    } else {
+                        idot(q.iter().map(|&q| i32::from(q >> 4)), qa)
+                    };
+                    sumi += i32::from(sc) * s;
+                    let bsum = bs.get(2 * j..2 * j + 2).map_or(0, |p| i32::from(p[0]) + i32::from(p[1]));
+                    summ += i32::from(m) * bsum;
+                }
+                acc += da * (d * sumi as f32 - dmin * summ as f32);
+            }
+            QType::Q6K => {
+                let d = f16_at(blk, 208);
+                let v = q6k_values(blk);
+                let mut sumi = 0i32;
+                for g in 0..16 {
+                    let sc = i32::from(blk[192 + g] as i8);
+                    let qa = qa.get(g * 16..g * 16 + 16).unwrap_or_default();
+                    sumi += sc * idot(v[g * 16..g * 16 + 16].iter().map(|&q| i32::from(q) - 32), qa);
+                }
+                acc += d * da * sumi as f32;
+            }
+        }
+    }
+    acc
+}
+
+/// Rows `w` (whole rows of `ty`, `row_bytes` each) times every activation row:
+/// `out[j·m + i] = w_j · a_i`.
+pub(crate) fn rows(ty: QType, w: &[u8], row_bytes: usize, acts: &crate::QActs, out: &mut [f32]) {
+    let m = acts.rows();
+    for (j, wr) in w.chunks_exact(row_bytes).enumerate() {
+        for i in 0..m {
+            if let Some(o) = out.get_mut(j * m + i) {
+                *o = dot(ty, wr, acts.row(i));
+            }
+        }
+    }
+}

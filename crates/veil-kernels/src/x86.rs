@@ -1,0 +1,387 @@
+//! The x86-64 tiers. One macro writes both: they differ only in the `u8 × i8 → i32`
+//! primitive (`vpmaddubsw` + `vpmaddwd` with AVX2, one `vpdpbusd` with AVX-512 VNNI),
+//! so the two cannot drift apart in anything else.
+//!
+//! Every function here is a safe `#[target_feature]` function: intrinsics without
+//! pointers are safe inside them (Rust ≥ 1.87), and memory is read through
+//! `bytemuck::pod_read_unaligned` (a bounds-checked, unaligned load) rather than raw
+//! pointers. The only `unsafe` is entering a tier, in [`dispatch`], after [`Kernels`]
+//! has proved the CPU has its features.
+//!
+//! Register tiles: `WR` weight rows × `R` activation rows per pass over the blocks.
+//! Generation (one activation row) uses 4 × 1, so four independent accumulator chains
+//! hide the FMA latency and each activation block is loaded once for four rows; prompt
+//! processing uses 2 × 4, so each unpacked weight block is used four times from
+//! registers.
+
+use crate::format::QType;
+use crate::quant::QActs;
+use crate::{Kernels, Level};
+
+macro_rules! tier {
+    ($name:ident, $features:literal, |$u:ident, $s:ident| $dot:expr) => {
+        pub(crate) mod $name {
+            use core::arch::x86_64::*;
+
+            use crate::format::QType;
+            use crate::quant::{ActRow, QActs};
+            use crate::scalar::scale_min_k4;
+
+            #[target_feature(enable = $features)]
+            #[inline]
+            fn load32(b: &[u8]) -> __m256i {
+                b.get(..32).map_or(_mm256_setzero_si256(), bytemuck::pod_read_unaligned)
+            }
+
+            #[target_feature(enable = $features)]
+            #[inline]
+            fn load32i(b: &[i8]) -> __m256i {
+                load32(bytemuck::cast_slice(b))
+            }
+
+            #[target_feature(enable = $features)]
+            #[inline]
+            fn load16(b: &[u8]) -> __m128i {
+                b.get(..16).map_or(_mm_setzero_si128(), bytemuck::pod_read_unaligned)
+            }
+
+            /// f16 at `b[at..at + 2]` to f32 (F16C).
+            #[target_feature(enable = $features)]
+            #[inline]
+            fn f16(b: &[u8], at: usize) -> f32 {
+                let bits = b.get(at..at + 2).map_or(0, |h| u16::from_le_bytes([h[0], h[1]]));
+                _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(bits))))
+            }
+
+            /// 16 bytes of nibbles to 32 bytes 0..15: low nibbles (elements 0..15) in
+            /// the low lane, high nibbles (16..31) in the high lane.
+            #[target_feature(enable = $features)]
+            #[inline]
+            fn nibbles(b: &[u8]) -> __m256i {
+                let lo = load16(b);
+                let hi = _mm_srli_epi16(lo, 4);
+                _mm256_and_si256(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(0x0F))
+            }
+
+            /// Σ over each 4 bytes of `u` (unsigned) × `s` (signed), as 8 × i32. Exact:
+            /// callers keep `u` ≤ 128 and `s` in [-127, 127], so the AVX2 pair sums
+            /// (≤ 2·128·127) cannot saturate i16.
+            #[target_feature(enable = $features)]
+            #[inline]
+            fn dot_u8i8($u: __m256i, $s: __m256i) -> __m256i {
+                $dot
+            }
+
+            #[target_feature(enable = $features)]
+            #[inline]
+            fn hsum(v: __m256) -> f32 {
+                let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+                let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+                _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)))
+            }
+
+            /// `WR` rows of a 32-block format (`T`: 0 = Q4_0, 1 = Q4_1, 2 = Q8_0) times
+            /// `R` activation rows.
+            #[target_feature(enable = $features)]
+            #[inline]
+            fn tile_b32<const T: u8, const WR: usize, const R: usize>(
+                w: [&[u8]; WR],
+                a: [ActRow<'_>; R],
+            ) -> [[f32; R]; WR] {
+                let bb = match T {
+                    0 => 18,
+                    1 => 20,
+                    _ => 34,
+                };
+                let nb = w[0].len() / bb;
+                let mut out = [[0f32; R]; WR];
+                if w.iter().any(|w| w.len() != nb * bb)
+                    || a.iter().any(|a| a.qs.len() < nb * 32 || a.d.len() < nb || a.s.len() < nb)
+                {
+                    return out; // unreachable from `rows`: shapes are checked before
+                }
+                let mut acc = [[_mm256_setzero_ps(); R]; WR];
+                let mut summ = [[0f32; R]; WR];
+                for b in 0..nb {
+                    let mut aq = [_mm256_setzero_si256(); R];
+                    let mut ad = [0f32; R];
+                    let mut asum = [0f32; R];
+                    for r in 0..R {
+                        aq[r] = load32i(&a[r].qs[b * 32..b * 32 + 32]);
+                        ad[r] = a[r].d[b];
+                        asum[r] = a[r].s[b];
+                    }
+                    for x in 0..WR {
+                        let blk = &w[x][b * bb..b * bb + bb];
+                        let d = f16(blk, 0);
+                        if T == 2 {
+                            let wv = load32(&blk[2..34]);
+                            let u = _mm256_sign_epi8(wv, wv);
+                            for r in 0..R {
+                                let p = dot_u8i8(u, _mm256_sign_epi8(aq[r], wv));
+                                acc[x][r] =
+                                    _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * ad[r]), acc[x][r]);
+                            }
+                        } else {
+                            let (q, m) = if T == 0 {
+                                (nibbles(&blk[2..18]), -8.0 * d)
+                            } else {
+                                (nibbles(&blk[4..20]), f16(blk, 2))
+                            };
+                            for r in 0..R {
+                                let p = dot_u8i8(q, aq[r]);
+                                acc[x][r] =
+                                    _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * ad[r]), acc[x][r]);
+                                summ[x][r] += m * asum[r];
+                            }
+                        }
+                    }
+                }
+                for x in 0..WR {
+                    for r in 0..R {
+                        out[x][r] = hsum(acc[x][r]) + summ[x][r];
+                    }
+                }
+                out
+            }
+
+            /// One row of a K-quant (`T`: 0 = Q4_K, 1 = Q6_K) times `R` activation rows.
+            #[target_feature(enable = $features)]
+            #[inline]
+            fn tile_k<const T: u8, const R: usize>(w: &[u8], a: [ActRow<'_>; R]) -> [f32; R] {
+                let bb = if T == 0 { 144 } else { 210 };
+                let nb = w.len() / bb;
+                let mut out = [0f32; R];
+                if w.len() != nb * bb || a.iter().any(|a| a.qs.len() < nb * 256 || a.d.len() < nb || a.bsums.len() < nb * 16)
+                {
+                    return out; // unreachable from `rows`: shapes are checked before
+                }
+                let mut acc = [_mm256_setzero_ps(); R];
+                let mut corr = [0f32; R];
+                let m4 = _mm256_set1_epi8(0x0F);
+                for b in 0..nb {
+                    let blk = &w[b * bb..b * bb + bb];
+                    if T == 0 {
+                        let (d, dmin) = (f16(blk, 0), f16(blk, 2));
+                        let scales = &blk[4..16];
+                        let mut sm = [(0u8, 0u8); 8];
+                        for (j, s) in sm.iter_mut().enumerate() {
+                            *s = scale_min_k4(j, scales);
+                        }
+                        let mut sumi = [_mm256_setzero_si256(); R];
+                        for p in 0..4 {
+                            let q = load32(&blk[16 + p * 32..16 + p * 32 + 32]);
+                            let lo = _mm256_and_si256(q, m4);
+                            let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
+                            let (s_lo, s_hi) =
+                                (_mm256_set1_epi32(i32::from(sm[2 * p].0)), _mm256_set1_epi32(i32::from(sm[2 * p + 1].0)));
+                            for r in 0..R {
+                                let base = b * 256 + p * 64;
+                                let a_lo = load32i(&a[r].qs[base..base + 32]);
+                                let a_hi = load32i(&a[r].qs[base + 32..base + 64]);
+                                let v = _mm256_add_epi32(
+                                    _mm256_mullo_epi32(dot_u8i8(lo, a_lo), s_lo),
+                                    _mm256_mullo_epi32(dot_u8i8(hi, a_hi), s_hi),
+                                );
+                                sumi[r] = _mm256_add_epi32(sumi[r], v);
+                            }
+                        }
+                        for r in 0..R {
+                            let bs = &a[r].bsums[b * 16..b * 16 + 16];
+                            let mut summ = 0i32;
+                            for (j, &(_, m)) in sm.iter().enumerate() {
+                                summ += i32::from(m) * (i32::from(bs[2 * j]) + i32::from(bs[2 * j + 1]));
+                            }
+                            let da = a[r].d[b];
+                            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi[r]), _mm256_set1_ps(d * da), acc[r]);
+                            corr[r] -= da * dmin * summ as f32;
+                        }
+                    } else {
+                        let d = f16(blk, 208);
+                        let sc = &blk[192..208];
+                        let m3 = _mm256_set1_epi8(0x03);
+                        let mut sumi = [_mm256_setzero_si256(); R];
+                        for half in 0..2 {
+                            let ql0 = load32(&blk[half * 64..half * 64 + 32]);
+                            let ql1 = load32(&blk[half * 64 + 32..half * 64 + 64]);
+                            let qh = load32(&blk[128 + half * 32..128 + half * 32 + 32]);
+                            let hbits = |shift: i32| match shift {
+                                0 => _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4),
+                                2 => _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m3), 4),
+                                4 => _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m3), 4),
+                                _ => _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4),
+                            };
+                            // Elements half·128 + 32·k ..: the four 32-runs of the half.
+                            let v = [
+                                _mm256_or_si256(_mm256_and_si256(ql0, m4), hbits(0)),
+                                _mm256_or_si256(_mm256_and_si256(ql1, m4), hbits(2)),
+                                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4), hbits(4)),
+                                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4), hbits(6)),
+                            ];
+                            for (k, v) in v.iter().enumerate() {
+                                // Groups of 16 share a scale: lanes 0..3 are the first 16.
+                                let g = half * 8 + 2 * k;
+                                let s = _mm256_setr_epi32(
+                                    i32::from(sc[g] as i8),
+                                    i32::from(sc[g] as i8),
+                                    i32::from(sc[g] as i8),
+                                    i32::from(sc[g] as i8),
+                                    i32::from(sc[g + 1] as i8),
+                                    i32::from(sc[g + 1] as i8),
+                                    i32::from(sc[g + 1] as i8),
+                                    i32::from(sc[g + 1] as i8),
+                                );
+                                for r in 0..R {
+                                    let base = b * 256 + half * 128 + k * 32;
+                                    let aq = load32i(&a[r].qs[base..base + 32]);
+                                    sumi[r] = _mm256_add_epi32(sumi[r], _mm256_mullo_epi32(dot_u8i8(*v, aq), s));
+                                }
+                            }
+                        }
+                        for r in 0..R {
+                            // The values are stored +32: take 32·Σ sc·(Σ q_a) back out.
+                            let bs = &a[r].bsums[b * 16..b * 16 + 16];
+                            let mut off = 0i32;
+                            for g in 0..16 {
+                                off += i32::from(sc[g] as i8) * i32::from(bs[g]);
+                            }
+                            let da = a[r].d[b];
+                            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi[r]), _mm256_set1_ps(d * da), acc[r]);
+                            corr[r] -= d * da * (32 * off) as f32;
+                        }
+                    }
+                }
+                for r in 0..R {
+                    out[r] = hsum(acc[r]) + corr[r];
+                }
+                out
+            }
+
+            /// See `crate::scalar::rows`: `out[j·m + i] = w_j · a_i`.
+            #[target_feature(enable = $features)]
+            pub(crate) fn rows(ty: QType, w: &[u8], row_bytes: usize, acts: &QActs, out: &mut [f32]) {
+                match ty {
+                    QType::Q4_0 => rows_b32::<0>(w, row_bytes, acts, out),
+                    QType::Q4_1 => rows_b32::<1>(w, row_bytes, acts, out),
+                    QType::Q8_0 => rows_b32::<2>(w, row_bytes, acts, out),
+                    QType::Q4K => rows_k::<0>(w, row_bytes, acts, out),
+                    QType::Q6K => rows_k::<1>(w, row_bytes, acts, out),
+                }
+            }
+
+            #[target_feature(enable = $features)]
+            #[inline]
+            fn rows_b32<const T: u8>(w: &[u8], rb: usize, acts: &QActs, out: &mut [f32]) {
+                let m = acts.rows();
+                let n = w.len() / rb;
+                let row = |j: usize| w.get(j * rb..(j + 1) * rb).unwrap_or_default();
+                let mut put = |j: usize, i: usize, v: f32| {
+                    if let Some(o) = out.get_mut(j * m + i) {
+                        *o = v;
+                    }
+                };
+                let mut j = 0;
+                if m == 1 {
+                    let a = [acts.row(0)];
+                    while j + 4 <= n {
+                        let t = tile_b32::<T, 4, 1>([row(j), row(j + 1), row(j + 2), row(j + 3)], a);
+                        for (x, t) in t.iter().enumerate() {
+                            put(j + x, 0, t[0]);
+                        }
+                        j += 4;
+                    }
+                    while j < n {
+                        put(j, 0, tile_b32::<T, 1, 1>([row(j)], a)[0][0]);
+                        j += 1;
+                    }
+                    return;
+                }
+                while j < n {
+                    let wr = if j + 2 <= n { 2 } else { 1 };
+                    let mut i = 0;
+                    while i + 4 <= m {
+                        let a = [acts.row(i), acts.row(i + 1), acts.row(i + 2), acts.row(i + 3)];
+                        if wr == 2 {
+                            let t = tile_b32::<T, 2, 4>([row(j), row(j + 1)], a);
+                            for (x, t) in t.iter().enumerate() {
+                                for (r, &v) in t.iter().enumerate() {
+                                    put(j + x, i + r, v);
+                                }
+                            }
+                        } else {
+                            let t = tile_b32::<T, 1, 4>([row(j)], a);
+                            for (r, &v) in t[0].iter().enumerate() {
+                                put(j, i + r, v);
+                            }
+                        }
+                        i += 4;
+                    }
+                    while i < m {
+                        let a = [acts.row(i)];
+                        if wr == 2 {
+                            let t = tile_b32::<T, 2, 1>([row(j), row(j + 1)], a);
+                            put(j, i, t[0][0]);
+                            put(j + 1, i, t[1][0]);
+                        } else {
+                            put(j, i, tile_b32::<T, 1, 1>([row(j)], a)[0][0]);
+                        }
+                        i += 1;
+                    }
+                    j += wr;
+                }
+            }
+
+            #[target_feature(enable = $features)]
+            #[inline]
+            fn rows_k<const T: u8>(w: &[u8], rb: usize, acts: &QActs, out: &mut [f32]) {
+                let m = acts.rows();
+                for (j, wr) in w.chunks_exact(rb).enumerate() {
+                    let mut i = 0;
+                    while i < m {
+                        if i + 4 <= m {
+                            let a = [acts.row(i), acts.row(i + 1), acts.row(i + 2), acts.row(i + 3)];
+                            for (r, v) in tile_k::<T, 4>(wr, a).into_iter().enumerate() {
+                                if let Some(o) = out.get_mut(j * m + i + r) {
+                                    *o = v;
+                                }
+                            }
+                            i += 4;
+                        } else {
+                            if let Some(o) = out.get_mut(j * m + i) {
+                                *o = tile_k::<T, 1>(wr, [acts.row(i)])[0];
+                            }
+                            i += 1;
+                        }
+                    }
+                }
+            }
+        }
+    };
+}
+
+tier!(avx2, "avx2,fma,f16c", |u, s| _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
+tier!(vnni, "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni", |u, s| _mm256_dpbusd_epi32(
+    _mm256_setzero_si256(),
+    u,
+    s
+));
+
+/// Runs the tier `k` names. `None` when the tier is not an x86 one (the caller runs the
+/// scalar tier).
+#[allow(unsafe_code)]
+pub(crate) fn dispatch(k: Kernels, ty: QType, w: &[u8], row_bytes: usize, acts: &QActs, out: &mut [f32]) -> bool {
+    match k.level() {
+        Level::Avx512Vnni => {
+            // SAFETY: a `Kernels` holds a level only when `Level::is_available` found
+            // every feature the `vnni` tier enables (avx2, fma, f16c, avx512f/bw/vl/vnni).
+            unsafe { vnni::rows(ty, w, row_bytes, acts, out) };
+            true
+        }
+        Level::Avx2 => {
+            // SAFETY: as above, for avx2, fma and f16c.
+            unsafe { avx2::rows(ty, w, row_bytes, acts, out) };
+            true
+        }
+        Level::Scalar => false,
+    }
+}
