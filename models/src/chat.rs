@@ -1,9 +1,11 @@
-//! Chat models: a GGUF quantized llama (SmolLM2) through candle's `quantized_llama`,
-//! its tokenizer built from the GGUF metadata, and its chat template rendered with
-//! minijinja (the Jinja dialect Hugging Face templates are written in).
+//! Chat models: a GGUF quantized llama (SmolLM2) on Veil's own CPU kernels
+//! ([`crate::llama`]; candle's `quantized_llama` on CUDA and for weight formats the
+//! kernels lack), its tokenizer built from the GGUF metadata, and its chat template
+//! rendered with minijinja (the Jinja dialect Hugging Face templates are written in).
 
 use std::io::Cursor;
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use candle_core::quantized::gguf_file;
@@ -18,7 +20,32 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 
+use crate::llama::{LoadError, Session, Weights};
 use crate::{ModelError, Result};
+
+/// The longest context a request may use (candle's rotary table size, kept for both
+/// engines so they accept the same requests).
+pub const MAX_CONTEXT: usize = MAX_SEQ_LEN;
+
+/// Which forward pass runs the model.
+#[derive(Clone)]
+enum Engine {
+    /// Veil's kernels (`veil-kernels`), CPU.
+    Veil(Arc<Weights>),
+    /// candle's `quantized_llama` (CUDA, or formats Veil's kernels lack).
+    Candle(Box<ModelWeights>),
+}
+
+/// Which engine [`ChatModel::from_gguf_with`] loads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineChoice {
+    /// Veil's kernels on the CPU when they support every tensor; candle otherwise.
+    Auto,
+    /// Veil's kernels on the given tier, or an error.
+    Veil(veil_kernels::Kernels),
+    /// candle's `quantized_llama` (the reference the tests compare against).
+    Candle,
+}
 
 /// ChatML, for a GGUF that carries no template.
 const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
@@ -87,7 +114,7 @@ pub struct Generation {
 /// concurrent requests.
 #[derive(Clone)]
 pub struct ChatModel {
-    weights: ModelWeights,
+    engine: Engine,
     tokenizer: Tokenizer,
     template: String,
     bos_token: String,
@@ -99,7 +126,11 @@ pub struct ChatModel {
 
 impl std::fmt::Debug for ChatModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChatModel").field("context", &self.context).field("end_ids", &self.end_ids).finish()
+        f.debug_struct("ChatModel")
+            .field("engine", &self.engine_name())
+            .field("context", &self.context)
+            .field("end_ids", &self.end_ids)
+            .finish()
     }
 }
 
@@ -115,13 +146,26 @@ impl ChatModel {
     /// Loads a GGUF llama-architecture model from memory. The bytes are only read;
     /// the caller keeps (and wipes) them.
     pub fn from_gguf(bytes: &[u8], device: &Device) -> Result<Self> {
+        Self::from_gguf_with(bytes, device, EngineChoice::Auto)
+    }
+
+    /// [`ChatModel::from_gguf`] on a chosen engine.
+    pub fn from_gguf_with(bytes: &[u8], device: &Device, engine: EngineChoice) -> Result<Self> {
         // candle's loaders are not written for hostile input; a panic inside them is a
         // malformed model, not a crash of the runtime.
-        std::panic::catch_unwind(AssertUnwindSafe(|| Self::load(bytes, device)))
+        std::panic::catch_unwind(AssertUnwindSafe(|| Self::load(bytes, device, engine)))
             .unwrap_or_else(|_| Err(ModelError::Format("the GGUF loader panicked on this file".into())))
     }
 
-    fn load(bytes: &[u8], device: &Device) -> Result<Self> {
+    /// `veil-kernels <tier>` or `candle`, for logs.
+    pub fn engine_name(&self) -> String {
+        match &self.engine {
+            Engine::Veil(w) => format!("veil-kernels {} {}", w.kernels().level(), w.describe()),
+            Engine::Candle(_) => "candle".into(),
+        }
+    }
+
+    fn load(bytes: &[u8], device: &Device, choice: EngineChoice) -> Result<Self> {
         let mut cursor = Cursor::new(bytes);
         let ct = gguf_file::Content::read(&mut cursor).map_err(ModelError::format)?;
         match meta_str(&ct, "general.architecture") {
@@ -165,9 +209,29 @@ impl ChatModel {
         let context = meta_u64(&ct, "llama.context_length")
             .and_then(|c| usize::try_from(c).ok())
             .unwrap_or(2048)
-            .min(MAX_SEQ_LEN);
-        let weights = ModelWeights::from_gguf(ct, &mut cursor, device).map_err(ModelError::format)?;
-        Ok(Self { weights, tokenizer, template, bos_token, eos_token, end_ids, context, device: device.clone() })
+            .min(MAX_CONTEXT);
+        let kernels = match choice {
+            EngineChoice::Veil(k) => Some(k),
+            EngineChoice::Auto if device.is_cpu() => Some(veil_kernels::Kernels::global()),
+            EngineChoice::Auto | EngineChoice::Candle => None,
+        };
+        let veil = match kernels {
+            Some(k) => match Weights::from_gguf(&ct, &mut cursor, k) {
+                Ok(w) => Some(w),
+                Err(LoadError::Model(e)) => return Err(e),
+                Err(LoadError::Unsupported(why)) if choice == EngineChoice::Auto => {
+                    tracing::warn!(%why, "Veil's CPU kernels cannot run this model; using candle's quantized_llama");
+                    None
+                }
+                Err(LoadError::Unsupported(why)) => return Err(ModelError::Format(why)),
+            },
+            None => None,
+        };
+        let engine = match veil {
+            Some(w) => Engine::Veil(Arc::new(w)),
+            None => Engine::Candle(Box::new(ModelWeights::from_gguf(ct, &mut cursor, device).map_err(ModelError::format)?)),
+        };
+        Ok(Self { engine, tokenizer, template, bos_token, eos_token, end_ids, context, device: device.clone() })
     }
 
     /// The most tokens (prompt and answer together) one request may use.
@@ -208,6 +272,22 @@ impl ChatModel {
         self.encode(&self.render(messages, true)?)
     }
 
+    fn runner(&self, positions: usize) -> Result<Runner<'_>> {
+        Ok(match &self.engine {
+            Engine::Veil(w) => Runner::Veil(Session::new(w, positions)?),
+            Engine::Candle(w) => Runner::Candle(Box::new((**w).clone()), &self.device),
+        })
+    }
+
+    /// The logits for the token after `prompt` (tests compare engines and llama.cpp).
+    pub fn next_logits(&self, prompt: &[u32]) -> Result<Vec<f32>> {
+        if prompt.is_empty() || prompt.len() > self.context {
+            return Err(ModelError::InvalidRequest(format!("{} prompt tokens", prompt.len())));
+        }
+        let mut r = self.runner(prompt.len())?;
+        r.forward(prompt, 0)?.to_vec1::<f32>().map_err(ModelError::inference)
+    }
+
     /// Generates an answer to `prompt` (token ids). `on_text` receives the answer's
     /// text as it becomes final (never a partial UTF-8 character, never the start of a
     /// stop string that may still complete) and returns `false` to stop early.
@@ -246,10 +326,9 @@ impl ChatModel {
             Sampling::All { temperature: params.temperature }
         };
         let mut sampler = LogitsProcessor::from_sampling(params.seed, sampling);
-        let mut model = self.weights.clone();
-        let step = |model: &mut ModelWeights, ids: &[u32], pos: usize, sampler: &mut LogitsProcessor| -> Result<u32> {
-            let input = Tensor::new(ids, &self.device).and_then(|t| t.unsqueeze(0)).map_err(ModelError::inference)?;
-            let logits = model.forward(&input, pos).and_then(|l| l.squeeze(0)).map_err(ModelError::inference)?;
+        let mut model = self.runner(budget)?;
+        let step = |model: &mut Runner<'_>, ids: &[u32], pos: usize, sampler: &mut LogitsProcessor| -> Result<u32> {
+            let logits = model.forward(ids, pos)?;
             sampler.sample(&logits).map_err(ModelError::inference)
         };
 
@@ -309,6 +388,30 @@ impl ChatModel {
             prompt_time,
             generation_time: started.elapsed(),
         })
+    }
+}
+
+/// One request's forward state on either engine.
+enum Runner<'a> {
+    Veil(Session<'a>),
+    Candle(Box<ModelWeights>, &'a Device),
+}
+
+impl Runner<'_> {
+    /// Logits after running `ids` at positions `pos..`.
+    fn forward(&mut self, ids: &[u32], pos: usize) -> Result<Tensor> {
+        match self {
+            Runner::Veil(s) => {
+                debug_assert_eq!(s.len(), pos);
+                let logits = s.forward(ids)?;
+                let n = logits.len();
+                Tensor::from_vec(logits, n, &Device::Cpu).map_err(ModelError::inference)
+            }
+            Runner::Candle(model, device) => {
+                let input = Tensor::new(ids, device).and_then(|t| t.unsqueeze(0)).map_err(ModelError::inference)?;
+                model.forward(&input, pos).and_then(|l| l.squeeze(0)).map_err(ModelError::inference)
+            }
+        }
     }
 }
 

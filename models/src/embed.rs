@@ -85,8 +85,14 @@ impl Embedder {
         Ok(self.tokenizer.encode(text, true).map_err(ModelError::tokenizer)?.get_ids().len())
     }
 
-    /// Embeds `inputs` (1 to [`MAX_INPUTS`]).
+    /// Embeds `inputs` (1 to [`MAX_INPUTS`]). Runs on the inference pool
+    /// ([`crate::llama::pool`]), which candle's parallel kernels then use, so embeddings
+    /// and chat share the cores rather than each starting its own threads.
     pub fn embed(&self, inputs: &[String]) -> Result<Embeddings> {
+        crate::llama::pool().install(|| self.embed_in_pool(inputs))
+    }
+
+    fn embed_in_pool(&self, inputs: &[String]) -> Result<Embeddings> {
         if inputs.is_empty() || inputs.len() > MAX_INPUTS {
             return Err(ModelError::InvalidRequest(format!("between 1 and {MAX_INPUTS} inputs, got {}", inputs.len())));
         }

@@ -20,6 +20,7 @@
 pub mod chat;
 pub mod embed;
 mod error;
+pub mod llama;
 
 pub use error::ModelError;
 

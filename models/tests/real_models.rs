@@ -180,3 +180,90 @@ fn embedding_limits_are_typed_errors() {
     let err = e.embed(&[long]).unwrap_err();
     assert!(matches!(err, ModelError::InvalidRequest(ref s) if s.contains("tokens")), "{err}");
 }
+
+/// llama.cpp's logits for the same prompt, recorded once by `scripts/llama-ref`.
+fn llama_cpp_ref(name: &str) -> serde_json::Value {
+    let p = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/");
+    serde_json::from_str(&std::fs::read_to_string(format!("{p}{name}")).unwrap()).unwrap()
+}
+
+fn top(logits: &[f32], n: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..logits.len()).collect();
+    idx.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));
+    idx.truncate(n);
+    idx
+}
+
+/// Veil's kernels against llama.cpp on the chat prompts: the same ids from our tokenizer,
+/// the same next token, the same top-5 set (within a tolerance where llama.cpp's own
+/// ranks are nearly tied), and each of llama.cpp's top-20 logits within 0.75 (measured:
+/// 0.47 and 0.44; an exact f32 forward is itself 0.21 from llama.cpp here, and both
+/// engines' 8-bit activations add error of that order).
+#[test]
+fn next_token_logits_match_llama_cpp() {
+    let m = smollm();
+    let r = llama_cpp_ref("llama_cpp_ref.json");
+    for p in r["prompts"].as_array().unwrap() {
+        let name = p["name"].as_str().unwrap();
+        let ids: Vec<u32> = p["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        assert_eq!(m.encode(p["text"].as_str().unwrap()).unwrap(), ids, "{name}: tokenizer differs from llama.cpp");
+        let logits = m.next_logits(&ids).unwrap();
+        let want: Vec<(usize, f32)> = p["top"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| (e[0].as_u64().unwrap() as usize, e[1].as_f64().unwrap() as f32))
+            .collect();
+        let ours = top(&logits, 5);
+        assert_eq!(ours[0], want[0].0, "{name}: top-1 {ours:?} vs llama.cpp {want:?}");
+        // Top-5 as a set, except where llama.cpp's 5th and 6th are within 0.1 of each other.
+        let theirs: Vec<usize> = want.iter().take(5).map(|w| w.0).collect();
+        for id in &theirs {
+            let cut = want[4].1 - 0.1;
+            assert!(
+                ours.contains(id) || want.iter().find(|w| w.0 == *id).unwrap().1 < cut,
+                "{name}: llama.cpp's top-5 {theirs:?} vs ours {ours:?}"
+            );
+        }
+        let worst = want.iter().map(|&(id, l)| (logits[id] - l).abs()).fold(0f32, f32::max);
+        assert!(worst < 0.75, "{name}: a top-20 logit differs from llama.cpp's by {worst}");
+        eprintln!("{name}: top-5 {ours:?}, largest top-20 logit difference from llama.cpp {worst:.3}");
+    }
+}
+
+/// Veil's forward pass and candle's `quantized_llama` on the same file: the same next
+/// token, logits close, and every kernel tier generates the same greedy text.
+#[test]
+fn veil_kernels_agree_with_candle_and_every_tier_gives_the_same_text() {
+    use veil_kernels::{Kernels, Level};
+    use veil_models::chat::EngineChoice;
+    let bytes = read("smollm2/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let candle = ChatModel::from_gguf_with(&bytes, &Device::Cpu, EngineChoice::Candle).unwrap();
+    let prompt = candle.encode_chat(&user("What is the capital of France? Answer in one word.")).unwrap();
+    let reference = candle.next_logits(&prompt).unwrap();
+    let params = GenParams { max_tokens: 16, ..GenParams::default() };
+    let mut texts = Vec::new();
+    for level in Level::ALL {
+        let Some(k) = Kernels::new(level) else {
+            eprintln!("{level} not available on this CPU: not compared");
+            continue;
+        };
+        let m = ChatModel::from_gguf_with(&bytes, &Device::Cpu, EngineChoice::Veil(k)).unwrap();
+        assert!(m.engine_name().starts_with(&format!("veil-kernels {level}")), "{}", m.engine_name());
+        let logits = m.next_logits(&prompt).unwrap();
+        assert_eq!(top(&logits, 1), top(&reference, 1), "{level}");
+        let worst = top(&reference, 20).iter().map(|&i| (logits[i] - reference[i]).abs()).fold(0f32, f32::max);
+        // Both quantize activations to 8 bits, in blocks of 32, but candle rounds the
+        // block sums through f16 and the two differ in every product's rounding; over 30
+        // layers that moves logits of ~30 by up to ~0.7 here (docs/decisions.md).
+        eprintln!("{level}: top-20 logits differ from candle's by up to {worst}");
+        assert!(worst < 1.0, "{level}: top-20 logits differ from candle's by up to {worst}");
+        texts.push((level, m.generate(&prompt, &params, |_| true).unwrap().text));
+    }
+    let candle_text = candle.generate(&prompt, &params, |_| true).unwrap().text;
+    assert!(candle_text.contains("Paris"), "{candle_text:?}");
+    for (level, t) in &texts {
+        assert_eq!(t, &texts[0].1, "{level} differs from the scalar tier");
+        assert!(t.contains("Paris"), "{level}: {t:?}");
+    }
+}

@@ -9,6 +9,9 @@
 //!   Veil code — then the ids greedily (`LogitsProcessor` ArgMax), a fixed number of
 //!   tokens whatever they are. Load excluded; prompt time = the prompt's forward pass and
 //!   the first token, generation time = the remaining tokens (as the runtime counts them).
+//! - `gen --engine veil ...`: the same run on Veil's own kernels
+//!   (`veil_models::llama::{Weights, Session}`, the runtime's default CPU path; the tier
+//!   is `veil_kernels::Kernels::global()`, so `VEIL_KERNELS` picks a lower one).
 //! - `load --model GGUF [--loader runtime] [--lock-memory 1]`: cold load of the plaintext
 //!   file the way the runtime loads the unsealed bytes: read into memory, parse,
 //!   `ModelWeights::from_gguf` (and, timed apart, the GGUF tokenizer the runtime also
@@ -114,19 +117,50 @@ fn run_greedy(weights: &ModelWeights, ids: &[u32], n: usize) -> Res<(Vec<u32>, D
     Ok((out, prompt, t1.elapsed()))
 }
 
+/// [`run_greedy`] on Veil's kernels.
+fn run_greedy_veil(weights: &veil_models::llama::Weights, ids: &[u32], n: usize) -> Res<(Vec<u32>, Duration, Duration)> {
+    let argmax = |l: &[f32]| l.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i as u32);
+    let mut s = veil_models::llama::Session::new(weights, ids.len() + n)?;
+    let t0 = Instant::now();
+    let mut next = argmax(&s.forward(ids)?);
+    let prompt = t0.elapsed();
+    let mut out = vec![next];
+    let t1 = Instant::now();
+    while out.len() < n {
+        next = argmax(&s.forward(&[next])?);
+        out.push(next);
+    }
+    Ok((out, prompt, t1.elapsed()))
+}
+
 fn generate(a: &Args) -> Res<Value> {
     let path = a.get("model")?;
     let ids: Vec<u32> = serde_json::from_slice(&std::fs::read(a.get("ids")?)?)?;
     let n = a.num("tokens", 64)?;
+    let veil = a.kv.get("engine").map(String::as_str) == Some("veil");
     let mut file = std::fs::File::open(path)?;
     let ct = gguf_file::Content::read(&mut file)?;
     let t = Instant::now();
-    let weights = ModelWeights::from_gguf(ct, &mut file, &Device::Cpu)?;
-    let load = t.elapsed();
-    for _ in 0..a.num("warmup", 1)? {
-        run_greedy(&weights, &ids, n)?;
-    }
-    let (tokens, prompt, gen_time) = run_greedy(&weights, &ids, n)?;
+    let (tokens, prompt, gen_time, load, engine, threads) = if veil {
+        let k = veil_kernels::Kernels::global();
+        let weights = veil_models::llama::Weights::from_gguf(&ct, &mut file, k)
+            .map_err(|e| format!("Veil's kernels cannot load {path}: {e:?}"))?;
+        let load = t.elapsed();
+        for _ in 0..a.num("warmup", 1)? {
+            run_greedy_veil(&weights, &ids, n)?;
+        }
+        let (tokens, prompt, gen_time) = run_greedy_veil(&weights, &ids, n)?;
+        let engine = format!("veil-kernels-{}", k.level());
+        (tokens, prompt, gen_time, load, engine, veil_models::llama::pool().current_num_threads())
+    } else {
+        let weights = ModelWeights::from_gguf(ct, &mut file, &Device::Cpu)?;
+        let load = t.elapsed();
+        for _ in 0..a.num("warmup", 1)? {
+            run_greedy(&weights, &ids, n)?;
+        }
+        let (tokens, prompt, gen_time) = run_greedy(&weights, &ids, n)?;
+        (tokens, prompt, gen_time, load, "candle-plain".to_owned(), candle_core::utils::get_num_threads())
+    };
     // Decoding and end-of-sequence checks, after the timing.
     let ct = gguf_file::Content::read(&mut std::fs::File::open(path)?)?;
     let tok = tokenizers::Tokenizer::from_gguf(&ct)?;
@@ -134,8 +168,8 @@ fn generate(a: &Args) -> Res<Value> {
     let first_end = tokens.iter().position(|t| ends.contains(t));
     let text = tok.decode(&tokens, true).map_err(|e| e.to_string())?;
     Ok(json!({
-        "engine": "candle-plain",
-        "threads": candle_core::utils::get_num_threads(),
+        "engine": engine,
+        "threads": threads,
         "load_ms": ms(load),
         "prompt_tokens": ids.len(),
         "prompt_s": prompt.as_secs_f64(),

@@ -103,7 +103,7 @@ impl QType {
     /// Bytes of one row of `cols` elements.
     pub fn row_bytes(self, cols: usize) -> Result<usize, KernelError> {
         let block = self.block_elems();
-        if cols == 0 || cols % block != 0 {
+        if cols == 0 || !cols.is_multiple_of(block) {
             return Err(KernelError::Width { ty: self, block, cols });
         }
         (cols / block).checked_mul(self.block_bytes()).ok_or(KernelError::Overflow("row size"))

@@ -49,5 +49,5 @@ mod x86;
 
 pub use format::{KernelError, QType, QWeight};
 pub use level::{Kernels, Level};
-pub use matmul::{matmul, matmul_into_acts};
+pub use matmul::{matmul, matmul_into_acts, matmul_rows};
 pub use quant::{ActKind, QActs};

@@ -86,6 +86,26 @@ pub fn matmul_into_acts(k: Kernels, w: &QWeight, acts: &QActs, out: &mut [f32]) 
     Ok(())
 }
 
+/// Rows `rows` of `w` times every row of `acts`, into `out` laid out `[row][m]` (the
+/// transpose of [`matmul`]'s layout; the same when `m = 1`). For callers that split a
+/// product over their own threads.
+pub fn matmul_rows(
+    k: Kernels,
+    w: &QWeight,
+    acts: &QActs,
+    rows: std::ops::Range<usize>,
+    out: &mut [f32],
+) -> Result<(), KernelError> {
+    if acts.kind() != Some(ActKind::for_type(w.ty())) || acts.cols() != w.cols() {
+        return Err(KernelError::Shape(format!("activations {}×{} for {} weights ×{}", acts.rows(), acts.cols(), w.ty().name(), w.cols())));
+    }
+    if rows.start > rows.end || rows.end > w.rows() || out.len() != (rows.end - rows.start) * acts.rows() {
+        return Err(KernelError::Shape(format!("rows {rows:?} of {} into {} outputs", w.rows(), out.len())));
+    }
+    run(k, w.ty(), w.rows_bytes(rows), w.row_bytes(), acts, out);
+    Ok(())
+}
+
 fn run(k: Kernels, ty: QType, w: &[u8], row_bytes: usize, acts: &QActs, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if crate::x86::dispatch(k, ty, w, row_bytes, acts, out) {

@@ -58,7 +58,7 @@ impl QActs {
     /// Quantizes `x` (`rows × cols`, row-major) into blocks of `kind`.
     pub fn quantize(&mut self, x: &[f32], rows: usize, cols: usize, kind: ActKind) -> Result<(), KernelError> {
         let block = kind.block();
-        if cols == 0 || cols % block != 0 {
+        if cols == 0 || !cols.is_multiple_of(block) {
             return Err(KernelError::Shape(format!("activations of width {cols} in blocks of {block}")));
         }
         let n = rows.checked_mul(cols).ok_or(KernelError::Overflow("activations"))?;

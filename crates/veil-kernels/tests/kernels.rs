@@ -186,7 +186,7 @@ fn every_tier_matches_scalar_on_extreme_blocks() {
             }
             for m in [1usize, 4, 6] {
                 // Activations at ±max so they quantize to ±127.
-                let x: Vec<f32> = (0..m * cols).map(|i| if (rng.next() + i as u64) % 2 == 0 { 3.0 } else { -3.0 }).collect();
+                let x: Vec<f32> = (0..m * cols).map(|i| if (rng.next() + i as u64).is_multiple_of(2) { 3.0 } else { -3.0 }).collect();
                 tiers_match_scalar(&w, &deq, &x, m, &format!("{ty:?} fill {fill:#04x}"));
                 // And exactly the f32 product (the activations quantize without error).
                 let got = run(Kernels::scalar(), &w, &x, m);
