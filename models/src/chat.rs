@@ -229,7 +229,9 @@ impl ChatModel {
         };
         let engine = match veil {
             Some(w) => Engine::Veil(Arc::new(w)),
-            None => Engine::Candle(Box::new(ModelWeights::from_gguf(ct, &mut cursor, device).map_err(ModelError::format)?)),
+            None => {
+                Engine::Candle(Box::new(ModelWeights::from_gguf(ct, &mut cursor, device).map_err(ModelError::format)?))
+            }
         };
         Ok(Self { engine, tokenizer, template, bos_token, eos_token, end_ids, context, device: device.clone() })
     }

@@ -33,16 +33,13 @@ use crate::{ModelError, Result};
 pub fn pool() -> &'static rayon::ThreadPool {
     static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
     POOL.get_or_init(|| {
-        rayon::ThreadPoolBuilder::new()
-            .thread_name(|i| format!("veil-infer-{i}"))
-            .build()
-            .unwrap_or_else(|e| {
-                // Only fails if the OS refuses threads; run on the caller's thread then.
-                tracing::warn!(error = %e, "could not start the inference thread pool; running single-threaded");
-                rayon::ThreadPoolBuilder::new().num_threads(1).use_current_thread().build().unwrap_or_else(|_| {
-                    std::process::abort() // no thread pool of any kind can be made
-                })
+        rayon::ThreadPoolBuilder::new().thread_name(|i| format!("veil-infer-{i}")).build().unwrap_or_else(|e| {
+            // Only fails if the OS refuses threads; run on the caller's thread then.
+            tracing::warn!(error = %e, "could not start the inference thread pool; running single-threaded");
+            rayon::ThreadPoolBuilder::new().num_threads(1).use_current_thread().build().unwrap_or_else(|_| {
+                std::process::abort() // no thread pool of any kind can be made
             })
+        })
     })
 }
 
@@ -166,7 +163,9 @@ impl Weights {
             .ok_or_else(|| ModelError::Format("the GGUF lacks llama.attention.layer_norm_rms_epsilon".into()))?;
         let freq_base = ct.metadata.get("llama.rope.freq_base").and_then(|v| v.to_f32().ok()).unwrap_or(10_000.0);
         if n_head == 0 || n_kv_head == 0 || n_head % n_kv_head != 0 || n_embd % n_head != 0 || n_layer == 0 {
-            return Err(ModelError::Format(format!("{n_head} heads, {n_kv_head} key/value heads, width {n_embd}")).into());
+            return Err(
+                ModelError::Format(format!("{n_head} heads, {n_kv_head} key/value heads, width {n_embd}")).into()
+            );
         }
         let head_dim = n_embd / n_head;
         if head_dim % 2 != 0 || md("llama.rope.dimension_count").unwrap_or(head_dim) != head_dim {
@@ -181,10 +180,11 @@ impl Weights {
             ct.tensor(reader, name, &Device::Cpu).map_err(|e| ModelError::Format(format!("{name}: {e}")).into())
         };
         let quant = |t: QTensor, name: &str, rows: usize, cols: usize| -> std::result::Result<QWeight, LoadError> {
-            let ty = qtype(t.dtype())
-                .ok_or_else(|| LoadError::Unsupported(format!("{name} is {:?}", t.dtype())))?;
+            let ty = qtype(t.dtype()).ok_or_else(|| LoadError::Unsupported(format!("{name} is {:?}", t.dtype())))?;
             if t.shape().dims() != [rows, cols] {
-                return Err(ModelError::Format(format!("{name} has shape {:?}, not [{rows}, {cols}]", t.shape())).into());
+                return Err(
+                    ModelError::Format(format!("{name} has shape {:?}, not [{rows}, {cols}]", t.shape())).into()
+                );
             }
             let data = t.data().map_err(ModelError::format)?.into_owned();
             Ok(QWeight::new(ty, rows, cols, data).map_err(kerr)?)
@@ -583,7 +583,9 @@ impl<'s> Team<'s> {
                 std::hint::spin_loop();
             }
             result.map_err(ierr)?;
-            let results = std::mem::take(&mut *job.results.lock().map_err(|_| ModelError::Inference("a worker panicked".into()))?);
+            let results = std::mem::take(
+                &mut *job.results.lock().map_err(|_| ModelError::Inference("a worker panicked".into()))?,
+            );
             for (c, v) in results {
                 let v = v.map_err(ierr)?;
                 let start = job.rows(c).start * m;
@@ -672,6 +674,28 @@ fn attention(c: &Config, q: &[f32], kc: &[f32], vc: &[f32], cap: usize, pos0: us
     for (h, ho) in heads.chunks_exact(m * hd).enumerate() {
         for i in 0..m {
             out[i * d + h * hd..i * d + (h + 1) * hd].copy_from_slice(&ho[i * hd..(i + 1) * hd]);
+        }
+    }
+}
+
+/// The fuzz entry point (`fuzz/fuzz_targets/gguf_llama.rs`): a hostile GGUF through
+/// candle's header parser (its panics are caught, as [`crate::chat::ChatModel`] catches
+/// them) and then through [`Weights::from_gguf`] and one forward step *uncaught*, so a
+/// panic in Veil's own loader or forward pass is a crash the fuzzer reports.
+#[doc(hidden)]
+pub fn fuzz_gguf(data: &[u8]) {
+    let mut cursor = std::io::Cursor::new(data);
+    let Ok(Ok(ct)) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| gguf_file::Content::read(&mut cursor)))
+    else {
+        return;
+    };
+    // Shapes this large would only make the fuzzer run out of memory, not find bugs.
+    if ct.tensor_infos.values().any(|t| t.shape.elem_count() > 1 << 22) {
+        return;
+    }
+    if let Ok(w) = Weights::from_gguf(&ct, &mut cursor, Kernels::scalar()) {
+        if let Ok(mut s) = Session::new(&w, 4.min(w.config().max_pos)) {
+            let _ = s.forward(&[0, 1]);
         }
     }
 }

@@ -118,7 +118,11 @@ fn run_greedy(weights: &ModelWeights, ids: &[u32], n: usize) -> Res<(Vec<u32>, D
 }
 
 /// [`run_greedy`] on Veil's kernels.
-fn run_greedy_veil(weights: &veil_models::llama::Weights, ids: &[u32], n: usize) -> Res<(Vec<u32>, Duration, Duration)> {
+fn run_greedy_veil(
+    weights: &veil_models::llama::Weights,
+    ids: &[u32],
+    n: usize,
+) -> Res<(Vec<u32>, Duration, Duration)> {
     let argmax = |l: &[f32]| l.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i as u32);
     let mut s = veil_models::llama::Session::new(weights, ids.len() + n)?;
     let t0 = Instant::now();

@@ -22,7 +22,8 @@ fn weight(ty: QType, rows: usize, cols: usize) -> QWeight {
 
 fn bench(c: &mut Criterion) {
     // (name, rows, cols): fused q|k|v, output, fused gate|up, down, head.
-    let shapes: [(&str, usize, usize); 4] = [("qkv", 960, 576), ("o", 576, 576), ("gate_up", 3072, 576), ("down", 576, 1536)];
+    let shapes: [(&str, usize, usize); 4] =
+        [("qkv", 960, 576), ("o", 576, 576), ("gate_up", 3072, 576), ("down", 576, 1536)];
     for ty in [QType::Q4_1, QType::Q4_0, QType::Q8_0, QType::Q4K, QType::Q6K] {
         for m in [1usize, 32] {
             let mut g = c.benchmark_group(format!("{}/m{m}", ty.name()));

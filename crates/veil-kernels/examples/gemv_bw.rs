@@ -21,7 +21,13 @@ fn main() {
                     pool.install(|| matmul(k, &w, &x, 1, &mut acts, &mut out).unwrap());
                     best = best.min(t.elapsed().as_secs_f64());
                 }
-                println!("{} {} MB {threads} thr {level}: {:.2} ms, {:.2} GB/s", ty.name(), len / 1_000_000, best * 1e3, len as f64 / best / 1e9);
+                println!(
+                    "{} {} MB {threads} thr {level}: {:.2} ms, {:.2} GB/s",
+                    ty.name(),
+                    len / 1_000_000,
+                    best * 1e3,
+                    len as f64 / best / 1e9
+                );
             }
         }
     }

@@ -51,3 +51,42 @@ pub use format::{KernelError, QType, QWeight};
 pub use level::{Kernels, Level};
 pub use matmul::{matmul, matmul_into_acts, matmul_rows};
 pub use quant::{ActKind, QActs};
+
+/// The fuzz entry point (`fuzz/fuzz_targets/kernels.rs`): a weight matrix of any
+/// format, shape and bytes (scales may be NaN, infinite or subnormal), activations of
+/// any values; every tier this CPU has must accept or refuse it as the scalar tier does,
+/// never panic, and agree with it wherever the scalar result is finite.
+#[doc(hidden)]
+pub fn fuzz_matmul(data: &[u8]) {
+    let [t, r, c, m, rest @ ..] = data else { return };
+    let ty = QType::ALL[usize::from(*t) % QType::ALL.len()];
+    let rows = usize::from(*r % 9) + 1;
+    let cols = (usize::from(*c % 4) + 1) * ty.block_elems();
+    let m = usize::from(*m % 6) + 1;
+    let need = rows * ty.row_bytes(cols).unwrap_or(0);
+    // The weights first (the fuzzer's bytes, padded by repetition), then f32 activations.
+    let w: Vec<u8> = rest.iter().copied().cycle().take(if rest.is_empty() { 0 } else { need }).collect();
+    let Ok(w) = QWeight::new(ty, rows, cols, w) else { return };
+    let x: Vec<f32> = rest
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .chain(std::iter::repeat(0.5))
+        .take(m * cols)
+        .collect();
+    let mut acts = QActs::default();
+    let mut reference = vec![0f32; m * rows];
+    let scalar = matmul(Kernels::scalar(), &w, &x, m, &mut acts, &mut reference);
+    for level in Level::ALL {
+        let Some(k) = Kernels::new(level) else { continue };
+        let mut out = vec![0f32; m * rows];
+        let got = matmul(k, &w, &x, m, &mut acts, &mut out);
+        assert_eq!(got.is_ok(), scalar.is_ok(), "{level}");
+        for (g, s) in out.iter().zip(&reference) {
+            if s.is_finite() && g.is_finite() {
+                // Same integer block sums; only the f32 summation order differs.
+                let tol = 1e-3 * s.abs().max(1.0);
+                assert!((g - s).abs() <= tol || s.abs() > 1e30, "{level} {ty:?}: {g} vs {s}");
+            }
+        }
+    }
+}

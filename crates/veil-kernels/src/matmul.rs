@@ -97,7 +97,13 @@ pub fn matmul_rows(
     out: &mut [f32],
 ) -> Result<(), KernelError> {
     if acts.kind() != Some(ActKind::for_type(w.ty())) || acts.cols() != w.cols() {
-        return Err(KernelError::Shape(format!("activations {}×{} for {} weights ×{}", acts.rows(), acts.cols(), w.ty().name(), w.cols())));
+        return Err(KernelError::Shape(format!(
+            "activations {}×{} for {} weights ×{}",
+            acts.rows(),
+            acts.cols(),
+            w.ty().name(),
+            w.cols()
+        )));
     }
     if rows.start > rows.end || rows.end > w.rows() || out.len() != (rows.end - rows.start) * acts.rows() {
         return Err(KernelError::Shape(format!("rows {rows:?} of {} into {} outputs", w.rows(), out.len())));

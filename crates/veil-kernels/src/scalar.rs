@@ -108,11 +108,7 @@ pub(crate) fn dot(ty: QType, w: &[u8], a: ActRow<'_>) -> f32 {
         let da = a.d.get(b).copied().unwrap_or(0.0);
         match ty {
             QType::Q4_0 | QType::Q4_1 => {
-                let (off, min) = if ty == QType::Q4_0 {
-                    (2, -8.0 * f16_at(blk, 0))
-                } else {
-                    (4, f16_at(blk, 2))
-                };
+                let (off, min) = if ty == QType::Q4_0 { (2, -8.0 * f16_at(blk, 0)) } else { (4, f16_at(blk, 2)) };
                 let sum = idot(nibbles(&blk[off..]).map(i32::from), qa);
                 let sa = a.s.get(b).copied().unwrap_or(0.0);
                 acc += f16_at(blk, 0) * da * sum as f32 + min * sa;

@@ -152,7 +152,8 @@ macro_rules! tier {
                 let bb = if T == 0 { 144 } else { 210 };
                 let nb = w.len() / bb;
                 let mut out = [0f32; R];
-                if w.len() != nb * bb || a.iter().any(|a| a.qs.len() < nb * 256 || a.d.len() < nb || a.bsums.len() < nb * 16)
+                if w.len() != nb * bb
+                    || a.iter().any(|a| a.qs.len() < nb * 256 || a.d.len() < nb || a.bsums.len() < nb * 16)
                 {
                     return out; // unreachable from `rows`: shapes are checked before
                 }
@@ -173,8 +174,10 @@ macro_rules! tier {
                             let q = load32(&blk[16 + p * 32..16 + p * 32 + 32]);
                             let lo = _mm256_and_si256(q, m4);
                             let hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-                            let (s_lo, s_hi) =
-                                (_mm256_set1_epi32(i32::from(sm[2 * p].0)), _mm256_set1_epi32(i32::from(sm[2 * p + 1].0)));
+                            let (s_lo, s_hi) = (
+                                _mm256_set1_epi32(i32::from(sm[2 * p].0)),
+                                _mm256_set1_epi32(i32::from(sm[2 * p + 1].0)),
+                            );
                             for r in 0..R {
                                 let base = b * 256 + p * 64;
                                 let a_lo = load32i(&a[r].qs[base..base + 32]);

@@ -113,7 +113,10 @@ fn scalar_is_within_the_activation_quantisation_bound_of_f32() {
                         let want: f32 = wr.iter().zip(xr).map(|(a, b)| a * b).sum();
                         let tol = quant_bound(wr, xr, block) + 1e-5 * magnitude(wr, xr) + 1e-6;
                         let g = got[i * rows + j];
-                        assert!((g - want).abs() <= tol, "{ty:?} {rows}×{cols} m={m} ({i},{j}): {g} vs {want} (tol {tol})");
+                        assert!(
+                            (g - want).abs() <= tol,
+                            "{ty:?} {rows}×{cols} m={m} ({i},{j}): {g} vs {want} (tol {tol})"
+                        );
                     }
                 }
             }
@@ -186,7 +189,8 @@ fn every_tier_matches_scalar_on_extreme_blocks() {
             }
             for m in [1usize, 4, 6] {
                 // Activations at ±max so they quantize to ±127.
-                let x: Vec<f32> = (0..m * cols).map(|i| if (rng.next() + i as u64).is_multiple_of(2) { 3.0 } else { -3.0 }).collect();
+                let x: Vec<f32> =
+                    (0..m * cols).map(|i| if (rng.next() + i as u64).is_multiple_of(2) { 3.0 } else { -3.0 }).collect();
                 tiers_match_scalar(&w, &deq, &x, m, &format!("{ty:?} fill {fill:#04x}"));
                 // And exactly the f32 product (the activations quantize without error).
                 let got = run(Kernels::scalar(), &w, &x, m);
@@ -195,7 +199,11 @@ fn every_tier_matches_scalar_on_extreme_blocks() {
                         let (wr, xr) = (&deq[j * cols..(j + 1) * cols], &x[i * cols..(i + 1) * cols]);
                         let want: f32 = wr.iter().zip(xr).map(|(a, b)| a * b).sum();
                         let tol = 1e-5 * magnitude(wr, xr) + 1e-6;
-                        assert!((got[i * rows + j] - want).abs() <= tol, "{ty:?} fill {fill:#04x}: {} vs {want}", got[i * rows + j]);
+                        assert!(
+                            (got[i * rows + j] - want).abs() <= tol,
+                            "{ty:?} fill {fill:#04x}: {} vs {want}",
+                            got[i * rows + j]
+                        );
                     }
                 }
             }
