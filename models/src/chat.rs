@@ -212,7 +212,12 @@ impl ChatModel {
             .min(MAX_CONTEXT);
         let kernels = match choice {
             EngineChoice::Veil(k) => Some(k),
-            EngineChoice::Auto if device.is_cpu() => Some(veil_kernels::Kernels::global()),
+            EngineChoice::Auto if device.is_cpu() => {
+                if let Some(Err(v)) = veil_kernels::Kernels::requested() {
+                    tracing::warn!(value = %v, "VEIL_KERNELS names no kernel tier this CPU has; using the best it has");
+                }
+                Some(veil_kernels::Kernels::global())
+            }
             EngineChoice::Auto | EngineChoice::Candle => None,
         };
         let veil = match kernels {

@@ -210,7 +210,8 @@ impl Weights {
         };
         let norm = vector(read("output_norm.weight")?, "output_norm.weight", n_embd)?;
         let kv = n_kv_head * head_dim;
-        let mut layers = Vec::with_capacity(n_layer);
+        // Capped: the count comes from the file, the tensors it names are checked below.
+        let mut layers = Vec::with_capacity(n_layer.min(256));
         for l in 0..n_layer {
             let p = |s: &str| format!("blk.{l}.{s}.weight");
             let q = quant(read(&p("attn_q"))?, &p("attn_q"), n_embd, n_embd)?;

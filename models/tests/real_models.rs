@@ -267,3 +267,24 @@ fn veil_kernels_agree_with_candle_and_every_tier_gives_the_same_text() {
         assert!(t.contains("Paris"), "{level}: {t:?}");
     }
 }
+
+/// Concurrent generations on one model share the one inference pool: more passes than
+/// pool threads at once must neither deadlock (a pass waits only for work a running
+/// worker claimed) nor change any answer.
+#[test]
+fn concurrent_generations_share_the_pool_and_get_the_serial_answers() {
+    let m = smollm();
+    let prompts: Vec<Vec<u32>> = ["Name a colour.", "What is 2 + 2?", "Say hello.", "Name a fruit."]
+        .iter()
+        .map(|q| m.encode_chat(&user(q)).unwrap())
+        .collect();
+    let params = GenParams { max_tokens: 12, ..GenParams::default() };
+    let serial: Vec<String> = prompts.iter().map(|p| m.generate(p, &params, |_| true).unwrap().text).collect();
+    let concurrent: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> =
+            prompts.iter().map(|p| s.spawn(|| m.generate(p, &params, |_| true).unwrap().text)).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(serial, concurrent);
+    assert!(veil_models::llama::pool().current_num_threads() >= 1);
+}

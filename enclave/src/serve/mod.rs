@@ -513,7 +513,9 @@ pub async fn load_model(
                         reason: "a chat bundle must hold exactly one .gguf file".into(),
                     });
                 };
-                Engine::Chat(ChatEngine::start(ChatModel::from_gguf(&f.data, &device).map_err(fail)?)?)
+                let model = ChatModel::from_gguf(&f.data, &device).map_err(fail)?;
+                info!(model = %n, engine = %model.engine_name(), "chat engine");
+                Engine::Chat(ChatEngine::start(model)?)
             }
             ModelKind::Embedding => {
                 let need = |p: &str| {
