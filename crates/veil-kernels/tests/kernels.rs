@@ -249,3 +249,18 @@ fn veil_kernels_names_only_tiers_the_cpu_has() {
     }
     assert_eq!(Level::parse("avx9000"), None);
 }
+
+#[test]
+fn the_fuzz_entry_point_accepts_what_the_fuzzer_sends() {
+    // Every format, hostile scale bytes (0xFF: NaN f16 scales), and short inputs.
+    let mut rng = Rng(77);
+    for t in 0u8..5 {
+        for len in [0usize, 3, 4, 5, 40, 700, 5000] {
+            let mut data = vec![t, (len % 9) as u8, (len % 4) as u8, (len % 6) as u8];
+            data.extend((0..len).map(|_| rng.next() as u8));
+            veil_kernels::fuzz_matmul(&data);
+            data.iter_mut().skip(4).for_each(|b| *b = 0xFF);
+            veil_kernels::fuzz_matmul(&data);
+        }
+    }
+}
