@@ -53,10 +53,8 @@ def clear(ctx):
         fn("llama_kv_self_clear", "llama_kv_cache_clear")(ctx)
 
 
-def run(ctx, sampler, batch, ids, n):
-    clear(ctx)
-    L.llama_sampler_reset(sampler)
-    t0 = time.perf_counter()
+def decode_prompt(ctx, batch, ids):
+    """The prompt `ids` as one batch at positions 0.., logits for the last one only."""
     batch.n_tokens = len(ids)
     for i, t in enumerate(ids):
         batch.token[i] = t
@@ -66,6 +64,13 @@ def run(ctx, sampler, batch, ids, n):
         batch.logits[i] = 1 if i == len(ids) - 1 else 0
     if L.llama_decode(ctx, batch) != 0:
         raise RuntimeError("llama_decode failed on the prompt")
+
+
+def run(ctx, sampler, batch, ids, n):
+    clear(ctx)
+    L.llama_sampler_reset(sampler)
+    t0 = time.perf_counter()
+    decode_prompt(ctx, batch, ids)
     nxt = L.llama_sampler_sample(sampler, ctx, -1)
     prompt_s = time.perf_counter() - t0
     out = [nxt]

@@ -19,7 +19,7 @@ default. The settings are recorded under "config". The logits are float32, writt
 the shortest decimal that reads back as the same float32. llama.cpp's own log goes to
 stderr only for warnings and errors.
 
-The helpers (tokenize, piece, fn) are benches/llama_cpp_bench.py's.
+The helpers (tokenize, piece, fn, decode_prompt) are benches/llama_cpp_bench.py's.
 """
 
 import ctypes
@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benches"))
 import llama_cpp as L  # noqa: E402
-from llama_cpp_bench import fn, piece, tokenize  # noqa: E402
+from llama_cpp_bench import decode_prompt, fn, piece, tokenize  # noqa: E402
 
 TOP_K = 20
 STEP_TOP_K = 5
@@ -125,15 +125,7 @@ def record(model, vocab, n_vocab, name, text):
     }
     ids = tokenize(vocab, text)
     batch = L.llama_batch_init(N_CTX, 0, 1)
-    batch.n_tokens = len(ids)
-    for i, t in enumerate(ids):
-        batch.token[i] = t
-        batch.pos[i] = i
-        batch.n_seq_id[i] = 1
-        batch.seq_id[i][0] = 0
-        batch.logits[i] = 1 if i == len(ids) - 1 else 0
-    if L.llama_decode(ctx, batch) != 0:
-        raise RuntimeError("llama_decode failed on the prompt")
+    decode_prompt(ctx, batch, ids)
 
     def logits():
         p = L.llama_get_logits_ith(ctx, -1)
