@@ -176,8 +176,18 @@ impl Weights {
         }
         let max_pos = md("llama.context_length").unwrap_or(4096).clamp(1, crate::chat::MAX_CONTEXT);
 
+        // candle checks that each tensor lies inside the file but not that tensors do not
+        // overlap: without a budget, a small file whose many tensors share one region
+        // would make this loader copy that region once per tensor.
+        let file_len = reader.seek(std::io::SeekFrom::End(0)).map_err(ModelError::format)?;
+        let mut budget = file_len;
         let mut read = |name: &str| -> std::result::Result<QTensor, LoadError> {
-            ct.tensor(reader, name, &Device::Cpu).map_err(|e| ModelError::Format(format!("{name}: {e}")).into())
+            let t = ct.tensor(reader, name, &Device::Cpu).map_err(|e| ModelError::Format(format!("{name}: {e}")))?;
+            let size = u64::try_from(t.storage_size_in_bytes()).unwrap_or(u64::MAX);
+            budget = budget.checked_sub(size).ok_or_else(|| {
+                ModelError::Format(format!("{name}: the tensors claim more bytes than the file's {file_len}"))
+            })?;
+            Ok(t)
         };
         let quant = |t: QTensor, name: &str, rows: usize, cols: usize| -> std::result::Result<QWeight, LoadError> {
             let ty = qtype(t.dtype()).ok_or_else(|| LoadError::Unsupported(format!("{name} is {:?}", t.dtype())))?;
@@ -204,9 +214,10 @@ impl Weights {
         let embed_t = read("token_embd.weight")?;
         let n_vocab = embed_t.shape().dims().first().copied().unwrap_or(0);
         let embed = quant(embed_t, "token_embd.weight", n_vocab, n_embd)?;
-        let head = match read("output.weight") {
-            Ok(t) => quant(t, "output.weight", n_vocab, n_embd)?,
-            Err(_) => embed.clone(), // tied embeddings
+        let head = if ct.tensor_infos.contains_key("output.weight") {
+            quant(read("output.weight")?, "output.weight", n_vocab, n_embd)?
+        } else {
+            embed.clone() // tied embeddings
         };
         let norm = vector(read("output_norm.weight")?, "output_norm.weight", n_embd)?;
         let kv = n_kv_head * head_dim;
@@ -487,6 +498,14 @@ impl Job<'_> {
 
 struct StopOnDrop<'t, 's>(&'t Team<'s>);
 
+struct CountOnDrop<'a>(&'a AtomicUsize);
+
+impl Drop for CountOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::Release);
+    }
+}
+
 impl Drop for StopOnDrop<'_, '_> {
     fn drop(&mut self) {
         self.0.stop.store(true, Ordering::Release);
@@ -525,13 +544,16 @@ impl<'s> Team<'s> {
                 if c >= job.chunks {
                     break;
                 }
+                // Counts the chunk as done however it ends, so a panic here cannot leave
+                // the caller waiting for it forever (its result is then missing, which the
+                // caller reports as an error).
+                let _counted = CountOnDrop(&job.done);
                 let r = job.rows(c);
                 let mut out = vec![0f32; r.len() * job.acts.rows()];
                 let res = veil_kernels::matmul_rows(self.kernels, job.w, &job.acts, r, &mut out).map(|()| out);
                 if let Ok(mut results) = job.results.lock() {
                     results.push((c, res));
                 }
-                job.done.fetch_add(1, Ordering::Release);
             }
         }
     }
@@ -567,11 +589,13 @@ impl<'s> Team<'s> {
             }
             self.epoch.fetch_add(1, Ordering::AcqRel);
             let mut result = Ok(());
+            let mut chunks_mine = 0;
             loop {
                 let c = job.next.fetch_add(1, Ordering::AcqRel);
                 if c >= chunks {
                     break;
                 }
+                chunks_mine += 1;
                 let r = job.rows(c);
                 let span = r.start * m..r.end * m;
                 if let Some(o) = dst.get_mut(span) {
@@ -587,6 +611,9 @@ impl<'s> Team<'s> {
             let results = std::mem::take(
                 &mut *job.results.lock().map_err(|_| ModelError::Inference("a worker panicked".into()))?,
             );
+            if results.len() + chunks_mine != chunks {
+                return Err(ModelError::Inference("a worker failed mid-product".into()));
+            }
             for (c, v) in results {
                 let v = v.map_err(ierr)?;
                 let start = job.rows(c).start * m;

@@ -45,6 +45,9 @@ pub fn matmul_into_acts(k: Kernels, w: &QWeight, acts: &QActs, out: &mut [f32]) 
     if out.len() != len {
         return Err(KernelError::Shape(format!("output of {} for {m}×{n}", out.len())));
     }
+    if m == 0 {
+        return Ok(());
+    }
     let threads = rayon::current_num_threads().max(1);
     let work = len.saturating_mul(w.cols());
     // Contiguous row ranges of equal size (a multiple of 4, the generation tile), one

@@ -138,11 +138,13 @@ impl QActs {
 fn quantize_block(x: &[f32], q: &mut [i8]) -> f32 {
     let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
     let d = amax / 127.0;
-    // A NaN or infinite activation gives a zero block rather than garbage from the cast.
-    let id = if d > 0.0 && d.is_finite() { 1.0 / d } else { 0.0 };
+    // A NaN or infinite activation, or a block so small that 127/amax overflows, gives
+    // a zero block rather than garbage from the cast.
+    let id = 127.0 / amax;
+    let id = if amax > 0.0 && amax.is_finite() && id.is_finite() { id } else { 0.0 };
     for (q, &v) in q.iter_mut().zip(x) {
-        // In [-127, 127] by construction; the cast saturates anyway.
-        *q = (v * id).round_ties_even() as i8;
+        // Clamped: the kernels rely on [-127, 127] (the Q8_0 sign trick cannot negate -128).
+        *q = (v * id).round_ties_even().clamp(-127.0, 127.0) as i8;
     }
     if id == 0.0 { 0.0 } else { d }
 }
@@ -193,5 +195,9 @@ mod tests {
         assert!(a.qs.iter().all(|&q| q == 0));
         a.quantize(&[0.0; 32], 1, 32, ActKind::B32).unwrap();
         assert_eq!((a.d[0], a.s[0]), (0.0, 0.0));
+        // 127/amax overflows for subnormal blocks: zero, never -128.
+        let tiny: Vec<f32> = (0..32).map(|i| if i % 2 == 0 { 1e-39 } else { -1e-39 }).collect();
+        a.quantize(&tiny, 1, 32, ActKind::B32).unwrap();
+        assert!(a.qs.iter().all(|&q| q > -128), "{:?}", a.qs);
     }
 }
