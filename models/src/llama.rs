@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use candle_core::Device;
 use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
-use veil_kernels::{ActKind, KernelError, Kernels, QActs, QType, QWeight};
+use veil_kernels::{ActKind, GROUP, KernelError, Kernels, Level, QActs, QType, QWeight};
 
 use crate::{ModelError, Result};
 
@@ -199,6 +199,12 @@ impl Weights {
             let data = t.data().map_err(ModelError::format)?.into_owned();
             Ok(QWeight::new(ty, rows, cols, data).map_err(kerr)?)
         };
+        // The SIMD tiers multiply 32-block formats fastest in 8-row interleaved groups
+        // (veil_kernels' format docs); the scalar tier reads either layout, so weights
+        // loaded for it stay as in the file. Not the embedding: it is read a row at a time.
+        let lay = |w: QWeight| -> std::result::Result<QWeight, LoadError> {
+            if kernels.level() == Level::Scalar { Ok(w) } else { Ok(w.interleave().map_err(kerr)?) }
+        };
         let vector = |t: QTensor, name: &str, len: usize| -> std::result::Result<Vec<f32>, LoadError> {
             let v = t
                 .dequantize(&Device::Cpu)
@@ -215,9 +221,9 @@ impl Weights {
         let n_vocab = embed_t.shape().dims().first().copied().unwrap_or(0);
         let embed = quant(embed_t, "token_embd.weight", n_vocab, n_embd)?;
         let head = if ct.tensor_infos.contains_key("output.weight") {
-            quant(read("output.weight")?, "output.weight", n_vocab, n_embd)?
+            lay(quant(read("output.weight")?, "output.weight", n_vocab, n_embd)?)?
         } else {
-            embed.clone() // tied embeddings
+            lay(embed.clone())? // tied embeddings
         };
         let norm = vector(read("output_norm.weight")?, "output_norm.weight", n_embd)?;
         let kv = n_kv_head * head_dim;
@@ -229,24 +235,24 @@ impl Weights {
             let k = quant(read(&p("attn_k"))?, &p("attn_k"), kv, n_embd)?;
             let v = quant(read(&p("attn_v"))?, &p("attn_v"), kv, n_embd)?;
             let qkv = if q.ty() == k.ty() && k.ty() == v.ty() {
-                Qkv::Fused(QWeight::concat(&[&q, &k, &v]).map_err(kerr)?)
+                Qkv::Fused(lay(QWeight::concat(&[&q, &k, &v]).map_err(kerr)?)?)
             } else {
-                Qkv::Split([q, k, v])
+                Qkv::Split([lay(q)?, lay(k)?, lay(v)?])
             };
             let gate = quant(read(&p("ffn_gate"))?, &p("ffn_gate"), n_ff, n_embd)?;
             let up = quant(read(&p("ffn_up"))?, &p("ffn_up"), n_ff, n_embd)?;
             let gate_up = if gate.ty() == up.ty() {
-                GateUp::Fused(QWeight::concat(&[&gate, &up]).map_err(kerr)?)
+                GateUp::Fused(lay(QWeight::concat(&[&gate, &up]).map_err(kerr)?)?)
             } else {
-                GateUp::Split([gate, up])
+                GateUp::Split([lay(gate)?, lay(up)?])
             };
             layers.push(Layer {
                 attn_norm: vector(read(&p("attn_norm"))?, &p("attn_norm"), n_embd)?,
                 qkv,
-                o: quant(read(&p("attn_output"))?, &p("attn_output"), n_embd, n_embd)?,
+                o: lay(quant(read(&p("attn_output"))?, &p("attn_output"), n_embd, n_embd)?)?,
                 ffn_norm: vector(read(&p("ffn_norm"))?, &p("ffn_norm"), n_embd)?,
                 gate_up,
-                down: quant(read(&p("ffn_down"))?, &p("ffn_down"), n_embd, n_ff)?,
+                down: lay(quant(read(&p("ffn_down"))?, &p("ffn_down"), n_embd, n_ff)?)?,
             });
         }
         // As candle's quantized_llama: θ_i = base^(-2i/d), angles in f32.
@@ -567,13 +573,24 @@ impl<'s> Team<'s> {
         if out.len() != n * m {
             return Err(ModelError::Inference(format!("{} outputs for {m}×{n}", out.len())));
         }
-        let mut t = if m == 1 { Vec::new() } else { vec![0f32; n * m] };
-        let dst: &mut [f32] = if m == 1 { out } else { &mut t };
+        // The kernels write `[row][m]`; `scatter_rows` puts each piece into `[m][row]`.
+        let mut scratch = Vec::new();
+        let mut rows_into_out = |r: std::ops::Range<usize>, acts: &QActs, out: &mut [f32]| {
+            if m == 1 {
+                let o = out.get_mut(r.clone()).ok_or_else(|| KernelError::Shape("rows past the output".into()))?;
+                return veil_kernels::matmul_rows(self.kernels, w, acts, r, o);
+            }
+            scratch.resize(r.len() * m, 0.0);
+            let start = r.start;
+            veil_kernels::matmul_rows(self.kernels, w, acts, r, &mut scratch)?;
+            veil_kernels::scatter_rows(&scratch, m, start, out);
+            Ok(())
+        };
         if self.threads == 1 || n * m * w.cols() < SERIAL_WORK {
-            veil_kernels::matmul_rows(self.kernels, w, &acts, 0..n, dst).map_err(ierr)?;
+            rows_into_out(0..n, &acts, out).map_err(ierr)?;
         } else {
-            // A few chunks per thread, in multiples of the 4-row generation tile.
-            let per = n.div_ceil(if m == 1 { self.threads } else { 4 * self.threads }).next_multiple_of(4);
+            // A few chunks per thread, in whole 8-row groups (`QWeight::row_align`).
+            let per = n.div_ceil(if m == 1 { self.threads } else { 4 * self.threads }).next_multiple_of(GROUP);
             let chunks = n.div_ceil(per);
             let job = Arc::new(Job {
                 w,
@@ -596,11 +613,7 @@ impl<'s> Team<'s> {
                     break;
                 }
                 chunks_mine += 1;
-                let r = job.rows(c);
-                let span = r.start * m..r.end * m;
-                if let Some(o) = dst.get_mut(span) {
-                    result = result.and(veil_kernels::matmul_rows(self.kernels, w, &job.acts, r, o));
-                }
+                result = result.and(rows_into_out(job.rows(c), &job.acts, out));
                 job.done.fetch_add(1, Ordering::Release);
             }
             // Only chunks a running worker claimed are outstanding.
@@ -616,18 +629,7 @@ impl<'s> Team<'s> {
             }
             for (c, v) in results {
                 let v = v.map_err(ierr)?;
-                let start = job.rows(c).start * m;
-                if let Some(o) = dst.get_mut(start..start + v.len()) {
-                    o.copy_from_slice(&v);
-                }
-            }
-        }
-        if m > 1 {
-            // `[row][m]` to `[m][row]`.
-            for (j, col) in t.chunks_exact(m).enumerate() {
-                for (i, &v) in col.iter().enumerate() {
-                    out[i * n + j] = v;
-                }
+                veil_kernels::scatter_rows(&v, m, job.rows(c).start, out);
             }
         }
         Ok(())
@@ -659,6 +661,21 @@ fn rope(x: &mut [f32], hd: usize, pos: usize, cos: &[f32], sin: &[f32]) {
     }
 }
 
+/// `a · b` in eight running sums, so that it vectorizes (one running sum is a serial
+/// chain of dependent adds the compiler may not reorder).
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ac.remainder().iter().zip(bc.remainder()).map(|(x, y)| x * y).sum();
+    for (x, y) in ac.zip(bc) {
+        for j in 0..8 {
+            acc[j] += x[j] * y[j];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
 /// Causal attention of `m` queries at positions `pos0..` over the cache prefix
 /// `0..pos0 + m`; grouped heads read their key/value head in place. On the calling
 /// thread: at these sizes it is a few percent of a pass (a long-context model would
@@ -679,7 +696,7 @@ fn attention(c: &Config, q: &[f32], kc: &[f32], vc: &[f32], cap: usize, pos0: us
             let mut max = f32::NEG_INFINITY;
             for (t, s) in scores[..n].iter_mut().enumerate() {
                 let kt = &kb[t * hd..(t + 1) * hd];
-                *s = qi.iter().zip(kt).map(|(a, b)| a * b).sum::<f32>() * scale;
+                *s = dot(qi, kt) * scale;
                 max = max.max(*s);
             }
             let mut sum = 0f32;

@@ -11,6 +11,23 @@
 //! | Q8_0 | 32 | 34 | `d: f16`, `qs: [i8; 32]` |
 //! | Q4_K | 256 | 144 | `d: f16`, `dmin: f16`, `scales: [u8; 12]` (8 × 6-bit scale and min), `qs: [u8; 128]` |
 //! | Q6_K | 256 | 210 | `ql: [u8; 128]`, `qh: [u8; 64]`, `scales: [i8; 16]`, `d: f16` |
+//!
+//! ## The interleaved layout (Veil's own, made at load)
+//! [`QWeight::interleave`] re-lays a 32-block matrix in groups of [`GROUP`] = 8 rows,
+//! block by block, so that one 4-byte word of activations, broadcast, meets the same 4
+//! elements of 8 rows in one 256-bit register: one `vpdpbusd` does 8 rows × 4
+//! elements, each output lane belongs to one row (no horizontal sums), the 8 scales
+//! convert in one `vcvtph2ps`, and the weights are still one sequential stream. Group
+//! `g` holds rows `8g..8g+8` (past the last row: zero blocks); its block `b` is the 8
+//! rows' block `b`, `8 × block_bytes` bytes:
+//!
+//! | bytes | Q4_0 / Q8_0 | Q4_1 |
+//! |---|---|---|
+//! | 0..16 | `d` of rows 0..7 (f16 each) | `d` of rows 0..7 |
+//! | 16..32 | quants | `m` of rows 0..7 |
+//! | then | for each 4 quant bytes `c`, rows 0..7's bytes `4c..4c+4` (32 bytes per `c`) | the same |
+//!
+//! (llama.cpp's CPU "repack" does the same kind of thing for Q4_0; this layout is ours.)
 
 /// Errors from this crate: all of them describe input that does not fit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -97,6 +114,16 @@ impl QType {
         }
     }
 
+    /// f16 fields at the start of each block of the formats that interleave (`d`; `d`
+    /// and `m` for Q4_1). `None`: the K-quants, which stay in rows.
+    pub(crate) const fn interleave_header(self) -> Option<usize> {
+        match self {
+            QType::Q4_0 | QType::Q8_0 => Some(1),
+            QType::Q4_1 => Some(2),
+            QType::Q4K | QType::Q6K => None,
+        }
+    }
+
     /// Every format, for tests.
     pub const ALL: [QType; 5] = [QType::Q4_0, QType::Q4_1, QType::Q8_0, QType::Q4K, QType::Q6K];
 
@@ -110,15 +137,74 @@ impl QType {
     }
 }
 
-/// A `rows × cols` weight matrix in GGUF bytes, row-major (one row per output feature),
-/// its size checked against the format.
+/// Rows per group of the interleaved layout.
+pub const GROUP: usize = 8;
+
+/// Where byte `i` of row `r`'s block goes in an interleaved group block (`nf`: the
+/// format's f16 header fields). A bijection of `0..8·block_bytes`: the header fields
+/// by field then row, then the quants by 4-byte column then row.
+#[inline]
+pub(crate) const fn slot(nf: usize, r: usize, i: usize) -> usize {
+    let h = 2 * nf;
+    if i < h { 16 * (i / 2) + 2 * r + i % 2 } else { 16 * nf + 32 * ((i - h) / 4) + 4 * r + (i - h) % 4 }
+}
+
+/// How a matrix's bytes are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// GGUF's: row after row.
+    Rows,
+    /// Groups of [`GROUP`] rows, block by block (see the module documentation).
+    Interleaved,
+}
+
+/// A `rows × cols` weight matrix in GGUF blocks (one row per output feature), its size
+/// checked against the format: row-major as in the file, or [interleaved](QWeight::interleave).
 #[derive(Clone, PartialEq, Eq)]
 pub struct QWeight {
     ty: QType,
     rows: usize,
     cols: usize,
     row_bytes: usize,
+    layout: Layout,
     data: Vec<u8>,
+}
+
+/// Rows of a matrix as the kernels read them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RowsView<'a> {
+    pub ty: QType,
+    pub layout: Layout,
+    /// `Rows`: the rows' bytes. `Interleaved`: the groups that hold them (the first row
+    /// starts a group).
+    pub bytes: &'a [u8],
+    pub row_bytes: usize,
+    /// Rows (outputs) in the view.
+    pub rows: usize,
+}
+
+impl RowsView<'_> {
+    /// The rows in GGUF's row layout: borrowed, or copied out of the groups.
+    pub(crate) fn plain(&self) -> std::borrow::Cow<'_, [u8]> {
+        match self.layout {
+            Layout::Rows => std::borrow::Cow::Borrowed(self.bytes),
+            Layout::Interleaved => {
+                let (rb, bb) = (self.row_bytes, self.ty.block_bytes());
+                let nf = self.ty.interleave_header().unwrap_or(1);
+                let mut out = vec![0u8; self.rows * rb];
+                for (j, row) in out.chunks_exact_mut(rb).enumerate() {
+                    let group = self.bytes.get((j / GROUP) * GROUP * rb..).unwrap_or_default();
+                    for (b, blk) in row.chunks_exact_mut(bb).enumerate() {
+                        let gb = group.get(b * GROUP * bb..(b + 1) * GROUP * bb).unwrap_or_default();
+                        for (i, v) in blk.iter_mut().enumerate() {
+                            *v = gb.get(slot(nf, j % GROUP, i)).copied().unwrap_or(0);
+                        }
+                    }
+                }
+                std::borrow::Cow::Owned(out)
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for QWeight {
@@ -135,16 +221,82 @@ impl QWeight {
         if rows == 0 || data.len() != expected {
             return Err(KernelError::Length { ty, rows, cols, expected, got: data.len() });
         }
-        Ok(QWeight { ty, rows, cols, row_bytes, data })
+        Ok(QWeight { ty, rows, cols, row_bytes, layout: Layout::Rows, data })
+    }
+
+    /// The same matrix in the interleaved layout (module documentation), which the
+    /// SIMD tiers multiply fastest; K-quants and matrices already interleaved come back
+    /// unchanged. Every tier reads both layouts and gives the same results for both.
+    pub fn interleave(self) -> Result<QWeight, KernelError> {
+        let Some(nf) = self.ty.interleave_header() else { return Ok(self) };
+        if self.layout == Layout::Interleaved {
+            return Ok(self);
+        }
+        let (rb, bb) = (self.row_bytes, self.ty.block_bytes());
+        let len = self
+            .rows
+            .div_ceil(GROUP)
+            .checked_mul(GROUP * rb)
+            .ok_or(KernelError::Overflow("interleaved matrix size"))?;
+        let mut data = vec![0u8; len];
+        for (j, row) in self.data.chunks_exact(rb).enumerate() {
+            let (g, r) = (j / GROUP, j % GROUP);
+            for (b, blk) in row.chunks_exact(bb).enumerate() {
+                let base = g * GROUP * rb + b * GROUP * bb;
+                // Runs that stay together: each f16 field, each 4 quant bytes.
+                let runs = (0..nf).map(|f| (2 * f, 2)).chain((2 * nf..bb).step_by(4).map(|i| (i, 4)));
+                for (i, n) in runs {
+                    let at = base + slot(nf, r, i);
+                    if let (Some(dst), Some(src)) = (data.get_mut(at..at + n), blk.get(i..i + n)) {
+                        dst.copy_from_slice(src);
+                    }
+                }
+            }
+        }
+        Ok(QWeight { data, layout: Layout::Interleaved, ..self })
+    }
+
+    /// The byte layout.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// Row ranges given to [`crate::matmul_rows`] start at a multiple of this (and end
+    /// at one, or at the last row): [`GROUP`] when interleaved, else 1.
+    pub fn row_align(&self) -> usize {
+        match self.layout {
+            Layout::Rows => 1,
+            Layout::Interleaved => GROUP,
+        }
+    }
+
+    /// Rows `r` as the kernels read them; `None` for a range that is out of bounds or
+    /// splits a group.
+    pub(crate) fn view(&self, r: std::ops::Range<usize>) -> Option<RowsView<'_>> {
+        let a = self.row_align();
+        if r.start > r.end || r.end > self.rows || r.start % a != 0 || (r.end % a != 0 && r.end != self.rows) {
+            return None;
+        }
+        let bytes = match self.layout {
+            Layout::Rows => self.data.get(r.start * self.row_bytes..r.end * self.row_bytes)?,
+            Layout::Interleaved => {
+                self.data.get(r.start * self.row_bytes..r.end.next_multiple_of(GROUP) * self.row_bytes)?
+            }
+        };
+        Some(RowsView { ty: self.ty, layout: self.layout, bytes, row_bytes: self.row_bytes, rows: r.end - r.start })
     }
 
     /// Stacks matrices of one format and width (e.g. the query, key and value
-    /// projections into one, so one pass over the activations feeds all three).
+    /// projections into one, so one pass over the activations feeds all three), in the
+    /// row layout (interleave after stacking).
     pub fn concat(parts: &[&QWeight]) -> Result<QWeight, KernelError> {
         let first = parts.first().ok_or_else(|| KernelError::Shape("nothing to concatenate".into()))?;
         let mut data = Vec::new();
         let mut rows = 0usize;
         for p in parts {
+            if p.layout != Layout::Rows {
+                return Err(KernelError::Shape("cannot stack interleaved matrices".into()));
+            }
             if p.ty != first.ty || p.cols != first.cols {
                 return Err(KernelError::Shape(format!(
                     "cannot stack {:?} {}×{} onto {:?} ×{}",
@@ -177,14 +329,9 @@ impl QWeight {
         self.row_bytes
     }
 
-    /// All bytes.
+    /// All bytes, in [`QWeight::layout`].
     pub fn data(&self) -> &[u8] {
         &self.data
-    }
-
-    /// The bytes of rows `r` (empty past the end).
-    pub(crate) fn rows_bytes(&self, r: std::ops::Range<usize>) -> &[u8] {
-        self.data.get(r.start * self.row_bytes..r.end * self.row_bytes).unwrap_or_default()
     }
 
     /// Row `row` in f32 (a token-embedding lookup). `out` must hold `cols` values.
@@ -197,7 +344,11 @@ impl QWeight {
                 self.cols
             )));
         }
-        crate::scalar::dequantize(self.ty, self.rows_bytes(row..row + 1), out);
+        let start = row - row % self.row_align();
+        let view = self.view(start..(start + self.row_align()).min(self.rows));
+        let plain = view.as_ref().map(RowsView::plain).unwrap_or_default();
+        let at = (row - start) * self.row_bytes;
+        crate::scalar::dequantize(self.ty, plain.get(at..at + self.row_bytes).unwrap_or_default(), out);
         Ok(())
     }
 }

@@ -47,9 +47,9 @@ pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-pub use format::{KernelError, QType, QWeight};
+pub use format::{GROUP, KernelError, Layout, QType, QWeight};
 pub use level::{Kernels, Level};
-pub use matmul::{matmul, matmul_into_acts, matmul_rows};
+pub use matmul::{matmul, matmul_into_acts, matmul_rows, scatter_rows};
 pub use quant::{ActKind, QActs};
 
 /// The fuzz entry point (`fuzz/fuzz_targets/kernels.rs`): a weight matrix of any
@@ -76,16 +76,19 @@ pub fn fuzz_matmul(data: &[u8]) {
     let mut acts = QActs::default();
     let mut reference = vec![0f32; m * rows];
     let scalar = matmul(Kernels::scalar(), &w, &x, m, &mut acts, &mut reference);
+    let inter = w.clone().interleave().ok();
     for level in Level::ALL {
         let Some(k) = Kernels::new(level) else { continue };
-        let mut out = vec![0f32; m * rows];
-        let got = matmul(k, &w, &x, m, &mut acts, &mut out);
-        assert_eq!(got.is_ok(), scalar.is_ok(), "{level}");
-        for (g, s) in out.iter().zip(&reference) {
-            if s.is_finite() && g.is_finite() {
-                // Same integer block sums; only the f32 summation order differs.
-                let tol = 1e-3 * s.abs().max(1.0);
-                assert!((g - s).abs() <= tol || s.abs() > 1e30, "{level} {ty:?}: {g} vs {s}");
+        for w in std::iter::once(&w).chain(&inter) {
+            let mut out = vec![0f32; m * rows];
+            let got = matmul(k, w, &x, m, &mut acts, &mut out);
+            assert_eq!(got.is_ok(), scalar.is_ok(), "{level}");
+            for (g, s) in out.iter().zip(&reference) {
+                if s.is_finite() && g.is_finite() {
+                    // Same integer block sums; only the f32 summation order differs.
+                    let tol = 1e-3 * s.abs().max(1.0);
+                    assert!((g - s).abs() <= tol || s.abs() > 1e30, "{level} {ty:?} {:?}: {g} vs {s}", w.layout());
+                }
             }
         }
     }

@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use crate::format::{KernelError, QType, QWeight};
+use crate::format::{GROUP, KernelError, Layout, QWeight, RowsView};
 use crate::quant::{ActKind, QActs};
 use crate::{Kernels, scalar};
 
@@ -50,18 +50,20 @@ pub fn matmul_into_acts(k: Kernels, w: &QWeight, acts: &QActs, out: &mut [f32]) 
     }
     let threads = rayon::current_num_threads().max(1);
     let work = len.saturating_mul(w.cols());
-    // Contiguous row ranges of equal size (a multiple of 4, the generation tile), one
+    // Contiguous row ranges of equal size (a multiple of the 8-row group), one
     // per thread for one activation row (bandwidth-bound: equal bytes per thread), two
     // per thread for more (so a late thread does not hold up the rest).
     let per = if threads == 1 || work < SERIAL_WORK {
         n
     } else {
         let chunks = if m == 1 { threads } else { 2 * threads };
-        n.div_ceil(chunks).next_multiple_of(4).min(n)
+        n.div_ceil(chunks).next_multiple_of(GROUP).min(n)
     };
     let rows = |r0: usize, o: &mut [f32]| {
         let nr = o.len() / m;
-        run(k, w.ty(), w.rows_bytes(r0..r0 + nr), w.row_bytes(), acts, o);
+        if let Some(v) = w.view(r0..r0 + nr) {
+            run(k, v, acts, o);
+        }
     };
     if m == 1 {
         // Output order = row order: write in place.
@@ -79,19 +81,40 @@ pub fn matmul_into_acts(k: Kernels, w: &QWeight, acts: &QActs, out: &mut [f32]) 
     } else {
         t.par_chunks_mut(per * m).enumerate().for_each(|(c, o)| rows(c * per, o));
     }
-    for (j, col) in t.chunks_exact(m).enumerate() {
-        for (i, &v) in col.iter().enumerate() {
-            if let Some(o) = out.get_mut(i * n + j) {
-                *o = v;
+    scatter_rows(&t, m, 0, out);
+    Ok(())
+}
+
+/// Writes rows `first..` of a product, as the kernels lay them out (`src`: `[row][m]`),
+/// into `out`, `m × n` laid out `[m][n]`: `out[i·n + first + j] = src[j·m + i]`.
+/// Nothing is written unless the rows fit.
+///
+/// In tiles of 16 rows, so each store fills a cache line: a plain walk down a column
+/// writes `m` lines `4·n` bytes apart, which for `n` a multiple of 1024 all fall in one
+/// L1 set and evict each other.
+pub fn scatter_rows(src: &[f32], m: usize, first: usize, out: &mut [f32]) {
+    const TILE: usize = 16;
+    if m == 0 || !src.len().is_multiple_of(m) || !out.len().is_multiple_of(m) {
+        return;
+    }
+    let (rows, n) = (src.len() / m, out.len() / m);
+    if first.checked_add(rows).is_none_or(|end| end > n) {
+        return;
+    }
+    for j0 in (0..rows).step_by(TILE) {
+        let j1 = (j0 + TILE).min(rows);
+        for (i, d) in out.chunks_exact_mut(n).enumerate() {
+            for (j, o) in (j0..j1).zip(&mut d[first + j0..first + j1]) {
+                *o = src.get(j * m + i).copied().unwrap_or(0.0);
             }
         }
     }
-    Ok(())
 }
 
 /// Rows `rows` of `w` times every row of `acts`, into `out` laid out `[row][m]` (the
 /// transpose of [`matmul`]'s layout; the same when `m = 1`). For callers that split a
-/// product over their own threads.
+/// product over their own threads: `rows` must start at a multiple of
+/// [`QWeight::row_align`] and end at one or at the last row.
 pub fn matmul_rows(
     k: Kernels,
     w: &QWeight,
@@ -108,18 +131,29 @@ pub fn matmul_rows(
             w.cols()
         )));
     }
-    if rows.start > rows.end || rows.end > w.rows() || out.len() != (rows.end - rows.start) * acts.rows() {
-        return Err(KernelError::Shape(format!("rows {rows:?} of {} into {} outputs", w.rows(), out.len())));
+    let view = w.view(rows.clone());
+    match view {
+        Some(v) if out.len() == v.rows * acts.rows() => run(k, v, acts, out),
+        _ => {
+            return Err(KernelError::Shape(format!(
+                "rows {rows:?} of {} (aligned to {}) into {} outputs",
+                w.rows(),
+                w.row_align(),
+                out.len()
+            )));
+        }
     }
-    run(k, w.ty(), w.rows_bytes(rows), w.row_bytes(), acts, out);
     Ok(())
 }
 
-fn run(k: Kernels, ty: QType, w: &[u8], row_bytes: usize, acts: &QActs, out: &mut [f32]) {
+fn run(k: Kernels, v: RowsView<'_>, acts: &QActs, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if crate::x86::dispatch(k, ty, w, row_bytes, acts, out) {
+    if crate::x86::dispatch(k, v, acts, out) {
         return;
     }
     let _ = k;
-    scalar::rows(ty, w, row_bytes, acts, out);
+    // The reference reads rows as GGUF lays them out.
+    let plain = v.plain();
+    debug_assert!(v.layout == Layout::Rows || plain.len() == v.rows * v.row_bytes);
+    scalar::rows(v.ty, &plain, v.row_bytes, acts, out);
 }

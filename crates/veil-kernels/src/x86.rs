@@ -14,16 +14,16 @@
 //! prompt processing uses 2 × 4, so each unpacked weight block is used four times from
 //! registers.
 
-use crate::format::QType;
+use crate::format::RowsView;
 use crate::quant::QActs;
 use crate::{Kernels, Level};
 
 macro_rules! tier {
-    ($name:ident, $features:literal, |$u:ident, $s:ident| $dot:expr) => {
+    ($name:ident, $features:literal, |$acc:ident, $u:ident, $s:ident| $dot:expr) => {
         pub(crate) mod $name {
             use core::arch::x86_64::*;
 
-            use crate::format::QType;
+            use crate::format::{GROUP, Layout, QType, RowsView};
             use crate::quant::{ActRow, QActs};
             use crate::scalar::scale_min_k4;
 
@@ -63,13 +63,125 @@ macro_rules! tier {
                 _mm256_and_si256(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(0x0F))
             }
 
-            /// Σ over each 4 bytes of `u` (unsigned) × `s` (signed), as 8 × i32. Exact:
-            /// callers keep `u` ≤ 128 and `s` in [-127, 127], so the AVX2 pair sums
-            /// (≤ 2·128·127) cannot saturate i16.
+            /// `acc` + Σ over each 4 bytes of `u` (unsigned) × `s` (signed), as 8 × i32.
+            /// Exact: callers keep `u` ≤ 128 and `s` in [-127, 127], so the AVX2 pair
+            /// sums (≤ 2·128·127) cannot saturate i16.
             #[target_feature(enable = $features)]
             #[inline]
-            fn dot_u8i8($u: __m256i, $s: __m256i) -> __m256i {
+            fn dot_acc($acc: __m256i, $u: __m256i, $s: __m256i) -> __m256i {
                 $dot
+            }
+
+            #[target_feature(enable = $features)]
+            #[inline]
+            fn dot_u8i8(u: __m256i, s: __m256i) -> __m256i {
+                dot_acc(_mm256_setzero_si256(), u, s)
+            }
+
+            /// Activation bytes `at..at + 4` of a block, in every i32 lane.
+            #[target_feature(enable = $features)]
+            #[inline]
+            fn bcast4(q: &[i8; 32], at: usize) -> __m256i {
+                let b = |i: usize| q.get(at + i).map_or(0, |&v| v as u8);
+                _mm256_set1_epi32(i32::from_le_bytes([b(0), b(1), b(2), b(3)]))
+            }
+
+            /// One interleaved group (8 rows; `GB` bytes per group block) of a 32-block
+            /// format (`T`: 0 = Q4_0, 1 = Q4_1, 2 = Q8_0) times `R` activation rows: lane
+            /// `x` of result `r` is row `x` · activation row `r`.
+            #[target_feature(enable = $features)]
+            #[inline]
+            fn group_b32<const T: u8, const GB: usize, const R: usize>(g: &[u8], a: [ActRow<'_>; R]) -> [__m256; R] {
+                const ZERO: [i8; 32] = [0; 32];
+                let nb = g.len() / GB;
+                let mut acc = [_mm256_setzero_ps(); R];
+                if g.len() != nb * GB || a.iter().any(|a| a.qs.len() < nb * 32 || a.d.len() < nb || a.s.len() < nb) {
+                    return acc; // unreachable from `rows`: shapes are checked before
+                }
+                let m4 = _mm256_set1_epi8(0x0F);
+                for (b, blk) in g.chunks_exact(GB).enumerate() {
+                    let Some(blk) = blk.first_chunk::<GB>() else { continue };
+                    let aq: [&[i8; 32]; R] = core::array::from_fn(|r| {
+                        a[r].qs.get(b * 32..).and_then(|q| q.first_chunk::<32>()).unwrap_or(&ZERO)
+                    });
+                    let d = _mm256_cvtph_ps(load16(&blk[..16]));
+                    let mut sum = [_mm256_setzero_si256(); R];
+                    if T == 2 {
+                        for c in 0..8 {
+                            let w = load32(&blk[16 + 32 * c..]);
+                            let u = _mm256_sign_epi8(w, w);
+                            for r in 0..R {
+                                sum[r] = dot_acc(sum[r], u, _mm256_sign_epi8(bcast4(aq[r], 4 * c), w));
+                            }
+                        }
+                    } else {
+                        let q0 = if T == 1 { 32 } else { 16 };
+                        for c in 0..4 {
+                            let w = load32(&blk[q0 + 32 * c..]);
+                            let lo = _mm256_and_si256(w, m4);
+                            let hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), m4);
+                            for r in 0..R {
+                                sum[r] = dot_acc(sum[r], lo, bcast4(aq[r], 4 * c));
+                                sum[r] = dot_acc(sum[r], hi, bcast4(aq[r], 16 + 4 * c));
+                            }
+                        }
+                    }
+                    for r in 0..R {
+                        let (da, sa) = (a[r].d[b], a[r].s[b]);
+                        let p = _mm256_cvtepi32_ps(sum[r]);
+                        acc[r] = match T {
+                            // d·(d_a·Σq·q_a − 8·s_a)
+                            0 => _mm256_fmadd_ps(
+                                d,
+                                _mm256_fmadd_ps(p, _mm256_set1_ps(da), _mm256_set1_ps(-8.0 * sa)),
+                                acc[r],
+                            ),
+                            // d·d_a·Σq·q_a + m·s_a
+                            1 => _mm256_fmadd_ps(
+                                _mm256_cvtph_ps(load16(&blk[16..32])),
+                                _mm256_set1_ps(sa),
+                                _mm256_fmadd_ps(d, _mm256_mul_ps(p, _mm256_set1_ps(da)), acc[r]),
+                            ),
+                            _ => _mm256_fmadd_ps(d, _mm256_mul_ps(p, _mm256_set1_ps(da)), acc[r]),
+                        };
+                    }
+                }
+                acc
+            }
+
+            /// The rows of an interleaved view times every activation row (layout as
+            /// [`rows`]).
+            #[target_feature(enable = $features)]
+            #[inline]
+            fn rows_g<const T: u8, const GB: usize>(v: RowsView<'_>, acts: &QActs, out: &mut [f32]) {
+                let m = acts.rows();
+                let gbytes = (acts.cols() / 32) * GB;
+                if gbytes == 0 {
+                    return;
+                }
+                for (g, gw) in v.bytes.chunks_exact(gbytes).enumerate() {
+                    let valid = v.rows.saturating_sub(g * GROUP).min(GROUP);
+                    let mut put = |i: usize, lanes: __m256| {
+                        let t: [f32; GROUP] = bytemuck::cast(lanes);
+                        for (x, &val) in t.iter().take(valid).enumerate() {
+                            if let Some(o) = out.get_mut((g * GROUP + x) * m + i) {
+                                *o = val;
+                            }
+                        }
+                    };
+                    let mut i = 0;
+                    while i + 4 <= m {
+                        let a = [acts.row(i), acts.row(i + 1), acts.row(i + 2), acts.row(i + 3)];
+                        for (r, lanes) in group_b32::<T, GB, 4>(gw, a).into_iter().enumerate() {
+                            put(i + r, lanes);
+                        }
+                        i += 4;
+                    }
+                    while i < m {
+                        put(i, group_b32::<T, GB, 1>(gw, [acts.row(i)])[0]);
+                        i += 1;
+                    }
+                }
             }
 
             #[target_feature(enable = $features)]
@@ -262,7 +374,17 @@ macro_rules! tier {
 
             /// See `crate::scalar::rows`: `out[j·m + i] = w_j · a_i`.
             #[target_feature(enable = $features)]
-            pub(crate) fn rows(ty: QType, w: &[u8], row_bytes: usize, acts: &QActs, out: &mut [f32]) {
+            pub(crate) fn rows(v: RowsView<'_>, acts: &QActs, out: &mut [f32]) {
+                let (ty, w, row_bytes) = (v.ty, v.bytes, v.row_bytes);
+                if v.layout == Layout::Interleaved {
+                    match ty {
+                        QType::Q4_0 => return rows_g::<0, { 8 * 18 }>(v, acts, out),
+                        QType::Q4_1 => return rows_g::<1, { 8 * 20 }>(v, acts, out),
+                        QType::Q8_0 => return rows_g::<2, { 8 * 34 }>(v, acts, out),
+                        // Never interleaved: `QWeight::interleave` leaves them in rows.
+                        QType::Q4K | QType::Q6K => return,
+                    }
+                }
                 match ty {
                     QType::Q4_0 => rows_b32::<0>(w, row_bytes, acts, out),
                     QType::Q4_1 => rows_b32::<1>(w, row_bytes, acts, out),
@@ -359,27 +481,26 @@ macro_rules! tier {
     };
 }
 
-tier!(avx2, "avx2,fma,f16c", |u, s| _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1)));
-tier!(vnni, "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni", |u, s| _mm256_dpbusd_epi32(
-    _mm256_setzero_si256(),
-    u,
-    s
+tier!(avx2, "avx2,fma,f16c", |acc, u, s| _mm256_add_epi32(
+    acc,
+    _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
 ));
+tier!(vnni, "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni", |acc, u, s| _mm256_dpbusd_epi32(acc, u, s));
 
 /// Runs the tier `k` names. `None` when the tier is not an x86 one (the caller runs the
 /// scalar tier).
 #[allow(unsafe_code)]
-pub(crate) fn dispatch(k: Kernels, ty: QType, w: &[u8], row_bytes: usize, acts: &QActs, out: &mut [f32]) -> bool {
+pub(crate) fn dispatch(k: Kernels, v: RowsView<'_>, acts: &QActs, out: &mut [f32]) -> bool {
     match k.level() {
         Level::Avx512Vnni => {
             // SAFETY: a `Kernels` holds a level only when `Level::is_available` found
             // every feature the `vnni` tier enables (avx2, fma, f16c, avx512f/bw/vl/vnni).
-            unsafe { vnni::rows(ty, w, row_bytes, acts, out) };
+            unsafe { vnni::rows(v, acts, out) };
             true
         }
         Level::Avx2 => {
             // SAFETY: as above, for avx2, fma and f16c.
-            unsafe { avx2::rows(ty, w, row_bytes, acts, out) };
+            unsafe { avx2::rows(v, acts, out) };
             true
         }
         Level::Scalar => false,

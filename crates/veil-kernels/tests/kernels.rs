@@ -4,7 +4,7 @@
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
-use veil_kernels::{ActKind, Kernels, Level, QActs, QType, QWeight, matmul};
+use veil_kernels::{ActKind, Kernels, Layout, Level, QActs, QType, QWeight, matmul};
 
 /// xorshift: deterministic, no extra dependency.
 struct Rng(u64);
@@ -125,26 +125,85 @@ fn scalar_is_within_the_activation_quantisation_bound_of_f32() {
 }
 
 /// The SIMD tiers compute the scalar tier's integer block sums; only the f32
-/// accumulation order differs.
+/// accumulation order differs. Every tier, the scalar one included, also reads the
+/// interleaved layout of the same matrix.
 fn tiers_match_scalar(w: &QWeight, deq: &[f32], x: &[f32], m: usize, what: &str) {
     let reference = run(Kernels::scalar(), w, x, m);
     let cols = w.cols();
-    for level in [Level::Avx2, Level::Avx512Vnni] {
+    let inter = w.clone().interleave().unwrap();
+    assert_eq!(inter.layout() == Layout::Interleaved, w.ty().block_elems() == 32, "{what}");
+    for level in Level::ALL {
         let Some(k) = Kernels::new(level) else {
             // CI and this project's machines are x86-64-v3 with AVX-512 VNNI; say so if not.
             eprintln!("{level} not available on this CPU: not tested here");
             continue;
         };
-        let got = run(k, w, x, m);
-        for i in 0..m {
-            for j in 0..w.rows() {
-                let (wr, xr) = (&deq[j * cols..(j + 1) * cols], &x[i * cols..(i + 1) * cols]);
-                let tol = 1e-5 * magnitude(wr, xr) + 1e-6;
-                let (g, r) = (got[i * w.rows() + j], reference[i * w.rows() + j]);
-                assert!((g - r).abs() <= tol, "{what} {level} m={m} ({i},{j}): {g} vs scalar {r}");
+        for (layout, w) in [("rows", w), ("interleaved", &inter)] {
+            let got = run(k, w, x, m);
+            for i in 0..m {
+                for j in 0..w.rows() {
+                    let (wr, xr) = (&deq[j * cols..(j + 1) * cols], &x[i * cols..(i + 1) * cols]);
+                    let tol = 1e-5 * magnitude(wr, xr) + 1e-6;
+                    let (g, r) = (got[i * w.rows() + j], reference[i * w.rows() + j]);
+                    assert!((g - r).abs() <= tol, "{what} {level} {layout} m={m} ({i},{j}): {g} vs scalar {r}");
+                }
             }
         }
     }
+}
+
+#[test]
+fn interleaving_keeps_every_row() {
+    let mut rng = Rng(41);
+    for ty in QType::ALL {
+        for rows in [1usize, 7, 8, 9, 17] {
+            let (w, deq) = candle_weight(ty, rows, 96.max(ty.block_elems()), &mut rng);
+            let cols = w.cols();
+            let inter = w.clone().interleave().unwrap();
+            assert_eq!((inter.rows(), inter.cols(), inter.ty()), (rows, cols, ty));
+            if ty.block_elems() == 32 {
+                assert_eq!(inter.row_align(), veil_kernels::GROUP);
+                assert_eq!(inter.data().len(), rows.div_ceil(8) * 8 * w.row_bytes(), "padded to whole groups");
+                assert_ne!(inter.data(), w.data(), "{ty:?} {rows}: the bytes moved");
+            } else {
+                assert_eq!(inter, w, "K-quants stay in rows");
+            }
+            assert_eq!(inter.clone().interleave().unwrap(), inter, "interleaving twice is a no-op");
+            let mut row = vec![0f32; cols];
+            for r in 0..rows {
+                inter.dequantize_row(r, &mut row).unwrap();
+                assert_eq!(&row[..], &deq[r * cols..(r + 1) * cols], "{ty:?} row {r}");
+            }
+            assert!(QWeight::concat(&[&inter]).is_err() || ty.block_elems() == 256);
+        }
+    }
+}
+
+#[test]
+fn row_ranges_must_keep_groups_whole() {
+    let mut rng = Rng(43);
+    let (w, _) = candle_weight(QType::Q4_0, 20, 64, &mut rng);
+    let inter = w.clone().interleave().unwrap();
+    let x = acts(&mut rng, 2, 64);
+    let mut a = QActs::default();
+    a.quantize(&x, 2, 64, ActKind::B32).unwrap();
+    let k = Kernels::detect();
+    let full = run(k, &inter, &x, 2);
+    let mut part = vec![0f32; 2 * 12];
+    // Groups 1 and 2 (the last one partial): the same values as the whole product.
+    veil_kernels::matmul_rows(k, &inter, &a, 8..20, &mut part).unwrap();
+    for (jj, j) in (8..20).enumerate() {
+        for i in 0..2 {
+            assert_eq!(part[jj * 2 + i], full[i * 20 + j], "row {j} act {i}");
+        }
+    }
+    // A range that splits a group is refused, in either layout's terms.
+    let mut out = vec![0f32; 2 * 4];
+    assert!(veil_kernels::matmul_rows(k, &inter, &a, 4..8, &mut out).is_err());
+    assert!(veil_kernels::matmul_rows(k, &inter, &a, 8..12, &mut out).is_err());
+    assert!(veil_kernels::matmul_rows(k, &w, &a, 4..8, &mut out).is_ok());
+    let mut out = vec![0f32; 2 * 24];
+    assert!(veil_kernels::matmul_rows(k, &inter, &a, 0..24, &mut out).is_err(), "past the last row");
 }
 
 #[test]
@@ -217,13 +276,15 @@ fn big_products_split_over_the_pool_give_the_serial_answer() {
     let (w, _) = candle_weight(QType::Q4_1, 1000, 576, &mut rng);
     let x = acts(&mut rng, 3, 576);
     let k = Kernels::detect();
-    let serial = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(|| run(k, &w, &x, 3));
-    let pooled = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap().install(|| run(k, &w, &x, 3));
-    assert_eq!(serial, pooled);
-    let x1 = &x[..576];
-    let serial = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(|| run(k, &w, x1, 1));
-    let pooled = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap().install(|| run(k, &w, x1, 1));
-    assert_eq!(serial, pooled);
+    for w in [w.clone(), w.interleave().unwrap()] {
+        let serial = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(|| run(k, &w, &x, 3));
+        let pooled = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap().install(|| run(k, &w, &x, 3));
+        assert_eq!(serial, pooled);
+        let x1 = &x[..576];
+        let serial = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(|| run(k, &w, x1, 1));
+        let pooled = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap().install(|| run(k, &w, x1, 1));
+        assert_eq!(serial, pooled);
+    }
 }
 
 #[test]
@@ -263,4 +324,25 @@ fn the_fuzz_entry_point_accepts_what_the_fuzzer_sends() {
             veil_kernels::fuzz_matmul(&data);
         }
     }
+}
+
+#[test]
+fn scatter_rows_places_each_piece_and_refuses_what_does_not_fit() {
+    let (n, m) = (37usize, 5usize);
+    let src: Vec<f32> = (0..20 * m).map(|v| v as f32).collect(); // rows 10..30, `[row][m]`
+    let mut out = vec![-1f32; m * n];
+    veil_kernels::scatter_rows(&src, m, 10, &mut out);
+    for i in 0..m {
+        for j in 0..n {
+            let want = if (10..30).contains(&j) { ((j - 10) * m + i) as f32 } else { -1.0 };
+            assert_eq!(out[i * n + j], want, "({i},{j})");
+        }
+    }
+    // Past the end, or a length that is not whole rows: nothing written.
+    let before = out.clone();
+    veil_kernels::scatter_rows(&src, m, 20, &mut out);
+    veil_kernels::scatter_rows(&src[..7], m, 0, &mut out);
+    veil_kernels::scatter_rows(&src, 0, 0, &mut out);
+    veil_kernels::scatter_rows(&src, m, usize::MAX, &mut out);
+    assert_eq!(out, before);
 }
