@@ -89,7 +89,10 @@ impl Embedder {
     /// ([`crate::llama::pool`]), which candle's parallel kernels then use, so embeddings
     /// and chat share the cores rather than each starting its own threads.
     pub fn embed(&self, inputs: &[String]) -> Result<Embeddings> {
-        crate::llama::pool().install(|| self.embed_in_pool(inputs))
+        match crate::llama::pool() {
+            Some(pool) => pool.install(|| self.embed_in_pool(inputs)),
+            None => self.embed_in_pool(inputs),
+        }
     }
 
     fn embed_in_pool(&self, inputs: &[String]) -> Result<Embeddings> {

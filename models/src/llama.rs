@@ -30,17 +30,19 @@ use crate::{ModelError, Result};
 /// The thread pool every CPU inference in the process runs on: one thread per core the
 /// process may use (`RAYON_NUM_THREADS` overrides), created once. Chat generation and
 /// embeddings both run inside it, so they share the cores instead of oversubscribing.
-pub fn pool() -> &'static rayon::ThreadPool {
-    static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
-    POOL.get_or_init(|| {
-        rayon::ThreadPoolBuilder::new().thread_name(|i| format!("veil-infer-{i}")).build().unwrap_or_else(|e| {
-            // Only fails if the OS refuses threads; run on the caller's thread then.
-            tracing::warn!(error = %e, "could not start the inference thread pool; running single-threaded");
-            rayon::ThreadPoolBuilder::new().num_threads(1).use_current_thread().build().unwrap_or_else(|_| {
-                std::process::abort() // no thread pool of any kind can be made
-            })
-        })
+/// `None` when the OS refused the threads (logged once): callers then run on their own
+/// thread. (A one-thread pool made of the calling thread, rayon's `use_current_thread`,
+/// would serve only the thread that built it and leave every other caller waiting.)
+pub fn pool() -> Option<&'static rayon::ThreadPool> {
+    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
+    POOL.get_or_init(|| match rayon::ThreadPoolBuilder::new().thread_name(|i| format!("veil-infer-{i}")).build() {
+        Ok(p) => Some(p),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not start the inference thread pool; each request runs on its own thread");
+            None
+        }
     })
+    .as_ref()
 }
 
 /// Shape of the model, from the GGUF metadata.
@@ -349,7 +351,10 @@ impl<'w> Session<'w> {
     /// which spin for work for the length of the pass (see [`Team`] for why).
     pub fn forward(&mut self, ids: &[u32]) -> Result<Vec<f32>> {
         let w: &'w Weights = self.w;
-        pool().install(|| {
+        let Some(pool) = pool() else {
+            return self.forward_in_pool(&Team::new(w.kernels, 1), ids);
+        };
+        pool.install(|| {
             let threads = rayon::current_num_threads();
             let team = Team::new(w.kernels, threads);
             rayon::scope(|s| {

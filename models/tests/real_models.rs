@@ -286,5 +286,5 @@ fn concurrent_generations_share_the_pool_and_get_the_serial_answers() {
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
     assert_eq!(serial, concurrent);
-    assert!(veil_models::llama::pool().current_num_threads() >= 1);
+    assert!(veil_models::llama::pool().expect("the inference pool starts here").current_num_threads() >= 1);
 }

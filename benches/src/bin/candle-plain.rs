@@ -155,7 +155,7 @@ fn generate(a: &Args) -> Res<Value> {
         }
         let (tokens, prompt, gen_time) = run_greedy_veil(&weights, &ids, n)?;
         let engine = format!("veil-kernels-{}", k.level());
-        (tokens, prompt, gen_time, load, engine, veil_models::llama::pool().current_num_threads())
+        (tokens, prompt, gen_time, load, engine, veil_models::llama::pool().map_or(1, |p| p.current_num_threads()))
     } else {
         let weights = ModelWeights::from_gguf(ct, &mut file, &Device::Cpu)?;
         let load = t.elapsed();

@@ -274,7 +274,11 @@ impl QWeight {
     /// splits a group.
     pub(crate) fn view(&self, r: std::ops::Range<usize>) -> Option<RowsView<'_>> {
         let a = self.row_align();
-        if r.start > r.end || r.end > self.rows || r.start % a != 0 || (r.end % a != 0 && r.end != self.rows) {
+        if r.start > r.end
+            || r.end > self.rows
+            || !r.start.is_multiple_of(a)
+            || (!r.end.is_multiple_of(a) && r.end != self.rows)
+        {
             return None;
         }
         let bytes = match self.layout {

@@ -18,7 +18,8 @@
 //! picked by CPU feature detection, not compile flags: a binary built for any x86-64
 //! runs the best tier the machine has. `VEIL_KERNELS=scalar|avx2|avx512` forces a lower
 //! tier (a tier the CPU lacks is never used). All tiers compute the same integer block
-//! sums; they differ only in the order of the f32 accumulation.
+//! sums; they differ only in the order of the f32 accumulation (the SIMD tiers convert
+//! a block's sum to f32 in up to 8 partial lanes, each exact below 2²⁴).
 //!
 //! ## Numerics
 //! - Activations: per block of 32 (or 256 for K-quants), `d = max|x| / 127`,
@@ -28,9 +29,10 @@
 //! - Weights: exactly the GGUF dequantisation (`d·q + m` for Q4_1, `d·(q−8)` for Q4_0,
 //!   `d·q` for Q8_0, 6-bit sub-block scales and mins for Q4_K, signed 8-bit sub-block
 //!   scales for Q6_K). f16 scales are widened exactly.
-//! - Per block: `d_w·d_a·Σ q_w q_a` in f32 from an exact i32 sum; the Q4_1 minimum and the
-//!   Q4_0 offset enter as `m_w · (d_a·Σ q_a)`, the K-quant minima through the 16-element
-//!   activation sums.
+//! - Per block: `d_w·d_a·Σ q_w q_a` in f32 from an exact i32 sum, offsets included
+//!   (Q4_0's −8 and Q6_K's −32 as `Σ(q−o)·q_a = Σq·q_a − o·Σq_a`, from the activation
+//!   block sums); the Q4_1 minimum enters as `m_w · (d_a·Σ q_a)` and the Q4_K minima
+//!   through the 16-element activation sums.
 //!
 //! ## Threads
 //! [`matmul`] splits the output features over the current rayon pool (the caller's

@@ -30,17 +30,7 @@ pub fn matmul(
 /// [`ActKind::for_type`] of `w`'s format).
 pub fn matmul_into_acts(k: Kernels, w: &QWeight, acts: &QActs, out: &mut [f32]) -> Result<(), KernelError> {
     let (n, m) = (w.rows(), acts.rows());
-    if acts.kind() != Some(ActKind::for_type(w.ty())) || acts.cols() != w.cols() {
-        return Err(KernelError::Shape(format!(
-            "{:?} activations {}×{} for {} weights {}×{}",
-            acts.kind(),
-            m,
-            acts.cols(),
-            w.ty().name(),
-            n,
-            w.cols()
-        )));
-    }
+    check_acts(w, acts)?;
     let len = n.checked_mul(m).ok_or(KernelError::Overflow("output"))?;
     if out.len() != len {
         return Err(KernelError::Shape(format!("output of {} for {m}×{n}", out.len())));
@@ -122,15 +112,7 @@ pub fn matmul_rows(
     rows: std::ops::Range<usize>,
     out: &mut [f32],
 ) -> Result<(), KernelError> {
-    if acts.kind() != Some(ActKind::for_type(w.ty())) || acts.cols() != w.cols() {
-        return Err(KernelError::Shape(format!(
-            "activations {}×{} for {} weights ×{}",
-            acts.rows(),
-            acts.cols(),
-            w.ty().name(),
-            w.cols()
-        )));
-    }
+    check_acts(w, acts)?;
     let view = w.view(rows.clone());
     match view {
         Some(v) if out.len() == v.rows * acts.rows() => run(k, v, acts, out),
@@ -142,6 +124,22 @@ pub fn matmul_rows(
                 out.len()
             )));
         }
+    }
+    Ok(())
+}
+
+/// `acts` were quantized for `w`: its format's block kind and its width.
+fn check_acts(w: &QWeight, acts: &QActs) -> Result<(), KernelError> {
+    if acts.kind() != Some(ActKind::for_type(w.ty())) || acts.cols() != w.cols() {
+        return Err(KernelError::Shape(format!(
+            "{:?} activations {}×{} for {} weights {}×{}",
+            acts.kind(),
+            acts.rows(),
+            acts.cols(),
+            w.ty().name(),
+            w.rows(),
+            w.cols()
+        )));
     }
     Ok(())
 }

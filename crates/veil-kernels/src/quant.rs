@@ -30,8 +30,8 @@ impl ActKind {
 }
 
 /// `rows × cols` activations quantized to 8 bits, struct-of-arrays: `qs` (row-major
-/// i8), `d` (one scale per block), `s` (B32: `d·Σq` per block) and `bsums` (K256: the
-/// sum of each 16 values). Reused between calls to save the allocations.
+/// i8), `d` (one scale per block), `s` (B32: `d·Σq` per block) and `bsums` (B32: `Σq`
+/// per block; K256: the sum of each 16 values). Reused between calls to save the allocations.
 #[derive(Debug, Clone, Default)]
 pub struct QActs {
     pub(crate) kind: Option<ActKind>,
@@ -50,7 +50,7 @@ pub(crate) struct ActRow<'a> {
     pub d: &'a [f32],
     /// B32: per block `d·Σq`. K256: empty.
     pub s: &'a [f32],
-    /// K256: per 16 values. B32: empty.
+    /// B32: per block `Σq`. K256: per 16 values.
     pub bsums: &'a [i16],
 }
 
@@ -76,7 +76,10 @@ impl QActs {
         self.s.clear();
         self.bsums.clear();
         match kind {
-            ActKind::B32 => self.s.resize(nb, 0.0),
+            ActKind::B32 => {
+                self.s.resize(nb, 0.0);
+                self.bsums.resize(nb, 0);
+            }
             ActKind::K256 => self.bsums.resize(nb * 16, 0),
         }
         for (b, (xb, qb)) in x.chunks_exact(block).zip(self.qs.chunks_exact_mut(block)).enumerate() {
@@ -86,9 +89,13 @@ impl QActs {
             }
             match kind {
                 ActKind::B32 => {
-                    let sum: i32 = qb.iter().map(|&q| i32::from(q)).sum();
+                    // |Σ| ≤ 32·127, well inside i16.
+                    let sum: i16 = qb.iter().map(|&q| i16::from(q)).sum();
                     if let Some(slot) = self.s.get_mut(b) {
-                        *slot = d * sum as f32;
+                        *slot = d * f32::from(sum);
+                    }
+                    if let Some(slot) = self.bsums.get_mut(b) {
+                        *slot = sum;
                     }
                 }
                 ActKind::K256 => {
@@ -129,7 +136,7 @@ impl QActs {
             qs: self.qs.get(span(self.cols)).unwrap_or_default(),
             d: self.d.get(span(nb)).unwrap_or_default(),
             s: self.s.get(span(nb)).unwrap_or_default(),
-            bsums: self.bsums.get(span(nb * 16)).unwrap_or_default(),
+            bsums: self.bsums.get(span(if block == 32 { nb } else { nb * 16 })).unwrap_or_default(),
         }
     }
 }
@@ -191,6 +198,7 @@ mod tests {
                     for b in 0..16 {
                         let sum: i32 = a.qs[b * 32..b * 32 + 32].iter().map(|&q| i32::from(q)).sum();
                         assert_eq!(a.s[b], a.d[b] * sum as f32);
+                        assert_eq!(i32::from(a.bsums[b]), sum);
                     }
                 }
                 ActKind::K256 => {

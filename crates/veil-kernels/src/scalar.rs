@@ -107,11 +107,14 @@ pub(crate) fn dot(ty: QType, w: &[u8], a: ActRow<'_>) -> f32 {
         let qa = a.qs.get(b * be..(b + 1) * be).unwrap_or_default();
         let da = a.d.get(b).copied().unwrap_or(0.0);
         match ty {
-            QType::Q4_0 | QType::Q4_1 => {
-                let (off, min) = if ty == QType::Q4_0 { (2, -8.0 * f16_at(blk, 0)) } else { (4, f16_at(blk, 2)) };
-                let sum = idot(nibbles(&blk[off..]).map(i32::from), qa);
+            QType::Q4_0 => {
+                let sum = idot(nibbles(&blk[2..]).map(|q| i32::from(q) - 8), qa);
+                acc += f16_at(blk, 0) * da * sum as f32;
+            }
+            QType::Q4_1 => {
+                let sum = idot(nibbles(&blk[4..]).map(i32::from), qa);
                 let sa = a.s.get(b).copied().unwrap_or(0.0);
-                acc += f16_at(blk, 0) * da * sum as f32 + min * sa;
+                acc += f16_at(blk, 0) * da * sum as f32 + f16_at(blk, 2) * sa;
             }
             QType::Q8_0 => {
                 let sum = idot(blk[2..34].iter().map(|&q| i32::from(q as i8)), qa);

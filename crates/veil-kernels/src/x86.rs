@@ -95,7 +95,9 @@ macro_rules! tier {
                 const ZERO: [i8; 32] = [0; 32];
                 let nb = g.len() / GB;
                 let mut acc = [_mm256_setzero_ps(); R];
-                if g.len() != nb * GB || a.iter().any(|a| a.qs.len() < nb * 32 || a.d.len() < nb || a.s.len() < nb) {
+                if g.len() != nb * GB
+                    || a.iter().any(|a| a.qs.len() < nb * 32 || a.d.len() < nb || a.s.len() < nb || a.bsums.len() < nb)
+                {
                     return acc; // unreachable from `rows`: shapes are checked before
                 }
                 let m4 = _mm256_set1_epi8(0x0F);
@@ -128,14 +130,14 @@ macro_rules! tier {
                     }
                     for r in 0..R {
                         let (da, sa) = (a[r].d[b], a[r].s[b]);
+                        if T == 0 {
+                            // Q4_0's −8, in the integer sum: Σ(q−8)·q_a = Σq·q_a − 8·Σq_a.
+                            sum[r] = _mm256_sub_epi32(sum[r], _mm256_set1_epi32(8 * i32::from(a[r].bsums[b])));
+                        }
                         let p = _mm256_cvtepi32_ps(sum[r]);
                         acc[r] = match T {
-                            // d·(d_a·Σq·q_a − 8·s_a)
-                            0 => _mm256_fmadd_ps(
-                                d,
-                                _mm256_fmadd_ps(p, _mm256_set1_ps(da), _mm256_set1_ps(-8.0 * sa)),
-                                acc[r],
-                            ),
+                            // d·d_a·Σ(q−8)·q_a
+                            0 => _mm256_fmadd_ps(d, _mm256_mul_ps(p, _mm256_set1_ps(da)), acc[r]),
                             // d·d_a·Σq·q_a + m·s_a
                             1 => _mm256_fmadd_ps(
                                 _mm256_cvtph_ps(load16(&blk[16..32])),
@@ -208,7 +210,7 @@ macro_rules! tier {
                 let nb = w[0].len() / bb;
                 let mut out = [[0f32; R]; WR];
                 if w.iter().any(|w| w.len() != nb * bb)
-                    || a.iter().any(|a| a.qs.len() < nb * 32 || a.d.len() < nb || a.s.len() < nb)
+                    || a.iter().any(|a| a.qs.len() < nb * 32 || a.d.len() < nb || a.s.len() < nb || a.bsums.len() < nb)
                 {
                     return out; // unreachable from `rows`: shapes are checked before
                 }
@@ -218,10 +220,15 @@ macro_rules! tier {
                     let mut aq = [_mm256_setzero_si256(); R];
                     let mut ad = [0f32; R];
                     let mut asum = [0f32; R];
+                    // Q4_0's −8 offset, inside the integer sum: Σ(q−8)·q_a = Σq·q_a − 8·Σq_a.
+                    let mut off8 = [_mm256_setzero_si256(); R];
                     for r in 0..R {
                         aq[r] = load32i(&a[r].qs[b * 32..b * 32 + 32]);
                         ad[r] = a[r].d[b];
                         asum[r] = a[r].s[b];
+                        if T == 0 {
+                            off8[r] = _mm256_setr_epi32(8 * i32::from(a[r].bsums[b]), 0, 0, 0, 0, 0, 0, 0);
+                        }
                     }
                     for x in 0..WR {
                         let blk = &w[x][b * bb..b * bb + bb];
@@ -235,16 +242,21 @@ macro_rules! tier {
                                     _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * ad[r]), acc[x][r]);
                             }
                         } else {
-                            let (q, m) = if T == 0 {
-                                (nibbles(&blk[2..18]), -8.0 * d)
+                            if T == 0 {
+                                let q = nibbles(&blk[2..18]);
+                                for r in 0..R {
+                                    let p = _mm256_sub_epi32(dot_u8i8(q, aq[r]), off8[r]);
+                                    acc[x][r] =
+                                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * ad[r]), acc[x][r]);
+                                }
                             } else {
-                                (nibbles(&blk[4..20]), f16(blk, 2))
-                            };
-                            for r in 0..R {
-                                let p = dot_u8i8(q, aq[r]);
-                                acc[x][r] =
-                                    _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * ad[r]), acc[x][r]);
-                                summ[x][r] += m * asum[r];
+                                let (q, m) = (nibbles(&blk[4..20]), f16(blk, 2));
+                                for r in 0..R {
+                                    let p = dot_u8i8(q, aq[r]);
+                                    acc[x][r] =
+                                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(d * ad[r]), acc[x][r]);
+                                    summ[x][r] += m * asum[r];
+                                }
                             }
                         }
                     }
@@ -361,8 +373,8 @@ macro_rules! tier {
                                 off += i32::from(sc[g] as i8) * i32::from(bs[g]);
                             }
                             let da = a[r].d[b];
-                            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi[r]), _mm256_set1_ps(d * da), acc[r]);
-                            corr[r] -= d * da * (32 * off) as f32;
+                            let s = _mm256_sub_epi32(sumi[r], _mm256_setr_epi32(32 * off, 0, 0, 0, 0, 0, 0, 0));
+                            acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), _mm256_set1_ps(d * da), acc[r]);
                         }
                     }
                 }
