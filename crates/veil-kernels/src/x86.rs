@@ -1,6 +1,7 @@
 //! The x86-64 tiers. One macro writes both: they differ only in the `u8 × i8 → i32`
-//! primitive (`vpmaddubsw` + `vpmaddwd` with AVX2, one `vpdpbusd` with AVX-512 VNNI),
-//! so the two cannot drift apart in anything else.
+//! primitive (`vpmaddubsw` + `vpmaddwd` with AVX2, one `vpdpbusd` with AVX-512 VNNI)
+//! and, for interleaved 4-bit blocks, in where AVX2 widens to i32 (`pairs16`: once per
+//! block), so the two cannot drift apart in anything else.
 //!
 //! Every function here is a safe `#[target_feature]` function: intrinsics without
 //! pointers are safe inside them (Rust ≥ 1.87), and memory is read through
@@ -8,18 +9,21 @@
 //! pointers. The only `unsafe` is entering a tier, in [`dispatch`], after [`Kernels`]
 //! has proved the CPU has its features.
 //!
-//! Register tiles: `WR` weight rows × `R` activation rows per pass over the blocks.
-//! Generation (one activation row) walks the weights one row at a time in memory order
-//! (bandwidth-bound: what matters is one sequential stream the prefetcher follows);
-//! prompt processing uses 2 × 4, so each unpacked weight block is used four times from
-//! registers.
+//! Register tiles. Interleaved matrices (Q4_0, Q4_1, Q8_0 after
+//! `QWeight::interleave`, what the model loader makes): one 8-row group × `R` activation
+//! rows (`R` = 1 for generation, 4 for prompts); each 4-byte activation word is
+//! broadcast and meets the same 4 elements of the 8 rows in one `u8 × i8` product, and
+//! the 8 results stay in the 8 lanes (no horizontal sum). Matrices in GGUF's row
+//! layout: generation walks one row at a time in memory order (one sequential stream;
+//! four rows walked side by side ran at half the bandwidth, because the prefetcher does
+//! not follow four short streams), prompts use 2 weight rows × 4 activation rows.
 
 use crate::format::RowsView;
 use crate::quant::QActs;
 use crate::{Kernels, Level};
 
 macro_rules! tier {
-    ($name:ident, $features:literal, |$acc:ident, $u:ident, $s:ident| $dot:expr) => {
+    ($name:ident, $features:literal, pairs16: $pairs16:literal, |$acc:ident, $u:ident, $s:ident| $dot:expr) => {
         pub(crate) mod $name {
             use core::arch::x86_64::*;
 
@@ -118,13 +122,28 @@ macro_rules! tier {
                         }
                     } else {
                         let q0 = if T == 1 { 32 } else { 16 };
+                        // Without VNNI, sum the 8 `vpmaddubsw` pair sums in i16 and widen
+                        // once per block: each is at most 2·15·127 = 3810 in magnitude, so
+                        // the 8 stay below 30480 < 2¹⁵ (nibbles only; Q8_0 would overflow).
+                        let mut s16 = [_mm256_setzero_si256(); R];
                         for c in 0..4 {
                             let w = load32(&blk[q0 + 32 * c..]);
                             let lo = _mm256_and_si256(w, m4);
                             let hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), m4);
                             for r in 0..R {
-                                sum[r] = dot_acc(sum[r], lo, bcast4(aq[r], 4 * c));
-                                sum[r] = dot_acc(sum[r], hi, bcast4(aq[r], 16 + 4 * c));
+                                let (alo, ahi) = (bcast4(aq[r], 4 * c), bcast4(aq[r], 16 + 4 * c));
+                                if $pairs16 {
+                                    s16[r] = _mm256_add_epi16(s16[r], _mm256_maddubs_epi16(lo, alo));
+                                    s16[r] = _mm256_add_epi16(s16[r], _mm256_maddubs_epi16(hi, ahi));
+                                } else {
+                                    sum[r] = dot_acc(sum[r], lo, alo);
+                                    sum[r] = dot_acc(sum[r], hi, ahi);
+                                }
+                            }
+                        }
+                        if $pairs16 {
+                            for r in 0..R {
+                                sum[r] = _mm256_madd_epi16(s16[r], _mm256_set1_epi16(1));
                             }
                         }
                     }
@@ -493,11 +512,11 @@ macro_rules! tier {
     };
 }
 
-tier!(avx2, "avx2,fma,f16c", |acc, u, s| _mm256_add_epi32(
+tier!(avx2, "avx2,fma,f16c", pairs16: true, |acc, u, s| _mm256_add_epi32(
     acc,
     _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
 ));
-tier!(vnni, "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni", |acc, u, s| _mm256_dpbusd_epi32(acc, u, s));
+tier!(vnni, "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni", pairs16: false, |acc, u, s| _mm256_dpbusd_epi32(acc, u, s));
 
 /// Runs the tier `k` names. `None` when the tier is not an x86 one (the caller runs the
 /// scalar tier).
