@@ -84,6 +84,22 @@ impl ApiError {
         }
     }
 
+    /// A refusal of the request as sent (4xx), with the reason.
+    pub fn status(status: StatusCode, message: String) -> Self {
+        Self { status, kind: "invalid_request_error", message, param: None, retry_after: None }
+    }
+
+    /// A 503 with a fixed message: the runtime cannot serve at all right now.
+    pub fn unavailable(message: &str) -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            kind: "server_error",
+            message: message.into(),
+            param: None,
+            retry_after: None,
+        }
+    }
+
     fn unauthorized(message: &str) -> Self {
         Self {
             status: StatusCode::UNAUTHORIZED,

@@ -59,9 +59,15 @@ fn aerr(m: impl std::fmt::Display) -> AuditError {
 
 struct State {
     file: File,
+    /// Bytes of complete records in `file`.
+    len: u64,
     seq: u64,
     head: [u8; 32],
     since_checkpoint: u64,
+    /// Why the log stopped taking records. Once a write or sync has failed the log
+    /// refuses every later record (until the runtime restarts): the runtime then
+    /// answers nothing rather than answer without a record.
+    failed: Option<String>,
 }
 
 /// The runtime's audit log writer.
@@ -118,19 +124,18 @@ impl AuditLog {
     /// log is continued: the genesis record chains to its last complete line; a partial
     /// last line left by a crash is cut off first (it was never acknowledged).
     pub fn open(path: &Path, pkcs8: &[u8], jwk: &veil_kbs::TeePubKey) -> Result<Self, AuditError> {
+        Self::open_inner(path, pkcs8, jwk).map_err(|e| AuditError(format!("{}: {}", path.display(), e.0)))
+    }
+
+    fn open_inner(path: &Path, pkcs8: &[u8], jwk: &veil_kbs::TeePubKey) -> Result<Self, AuditError> {
         let rng = ring::rand::SystemRandom::new();
         let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8, &rng)
             .map_err(|_| aerr("the runtime key is not a P-256 PKCS#8 key"))?;
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)
-            .map_err(|e| aerr(format!("{}: {e}", path.display())))?;
-        let (seq, head) = match last_line(&mut file)? {
+        let mut file = OpenOptions::new().read(true).append(true).create(true).open(path).map_err(aerr)?;
+        let (seq, head, len) = match last_line(&mut file)? {
             None => {
                 file.set_len(0).map_err(aerr)?;
-                (0, [0u8; 32])
+                (0, [0u8; 32], 0)
             }
             Some((line, end)) => {
                 if end < file.metadata().map_err(aerr)?.len() {
@@ -139,10 +144,11 @@ impl AuditLog {
                 }
                 let v: Value = serde_json::from_slice(&line).map_err(|e| aerr(format!("last record: {e}")))?;
                 let last = v.get("seq").and_then(Value::as_u64).ok_or_else(|| aerr("last record has no seq"))?;
-                (last.saturating_add(1), Sha256::digest(&line).into())
+                (last.saturating_add(1), Sha256::digest(&line).into(), end)
             }
         };
-        let log = Self { state: Mutex::new(State { file, seq, head, since_checkpoint: 0 }), key, rng };
+        let state = State { file, len, seq, head, since_checkpoint: 0, failed: None };
+        let log = Self { state: Mutex::new(state), key, rng };
         let mut genesis = Map::new();
         genesis.insert("type".into(), json!("genesis"));
         genesis.insert("jwk".into(), serde_json::to_value(jwk).map_err(aerr)?);
@@ -151,7 +157,18 @@ impl AuditLog {
         Ok(log)
     }
 
+    /// Marks the log failed (logged once) and returns the error.
+    fn fail(st: &mut State, what: &str, e: &std::io::Error) -> AuditError {
+        let why = format!("{what}: {e}");
+        tracing::error!(error = %why, "audit log: cannot write; refusing every request from now on");
+        st.failed = Some(why.clone());
+        aerr(why)
+    }
+
     fn write_locked(&self, st: &mut State, mut rec: Map<String, Value>) -> Result<u64, AuditError> {
+        if let Some(why) = &st.failed {
+            return Err(aerr(format!("stopped after an earlier failure ({why})")));
+        }
         let seq = st.seq;
         let mut line = Map::new();
         line.insert("seq".into(), json!(seq));
@@ -160,11 +177,34 @@ impl AuditLog {
         line.insert("prev".into(), json!(hex::encode(st.head)));
         line.extend(rec);
         let mut bytes = serde_json::to_vec(&line).map_err(aerr)?;
-        st.head = Sha256::digest(&bytes).into();
+        let head = Sha256::digest(&bytes).into();
         bytes.push(b'\n');
-        st.file.write_all(&bytes).map_err(aerr)?;
+        if let Err(e) = st.file.write_all(&bytes) {
+            // Take back whatever part of the line reached the file, so the log stays a
+            // chain of whole records (best effort: the next open cuts a partial line too).
+            let _ = st.file.set_len(st.len);
+            return Err(Self::fail(st, "writing a record", &e));
+        }
+        st.len = st.len.saturating_add(bytes.len() as u64);
+        st.head = head;
         st.seq = seq.saturating_add(1);
         Ok(seq)
+    }
+
+    /// Points the log at `/dev/full`, so its next write fails as on a full disk.
+    #[cfg(test)]
+    pub(crate) fn fill_disk_for_test(&self) {
+        if let (Ok(mut st), Ok(full)) = (self.state.lock(), OpenOptions::new().append(true).open("/dev/full")) {
+            st.file = full;
+        }
+    }
+
+    /// Why the log stopped taking records, if it did.
+    pub fn failure(&self) -> Option<String> {
+        match self.state.lock() {
+            Ok(st) => st.failed.clone(),
+            Err(_) => Some("lock poisoned".into()),
+        }
     }
 
     /// Appends a record (its `type` and fields; `seq`, `time` and `prev` are set here)
@@ -188,7 +228,9 @@ impl AuditLog {
         rec.insert("type".into(), json!("checkpoint"));
         rec.insert("sig".into(), json!(URL_SAFE_NO_PAD.encode(sig.as_ref())));
         self.write_locked(st, rec)?;
-        st.file.sync_data().map_err(aerr)?;
+        if let Err(e) = st.file.sync_data() {
+            return Err(Self::fail(st, "syncing a checkpoint", &e));
+        }
         st.since_checkpoint = 0;
         Ok(())
     }
@@ -314,6 +356,49 @@ mod tests {
         m.insert("type".into(), json!(ty));
         m.insert("req".into(), json!(format!("{n:064x}")));
         m
+    }
+
+    #[test]
+    fn a_failed_write_stops_the_log_and_leaves_whole_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.log");
+        let k = crate::serve::RuntimeKey::generate().unwrap();
+        let log = AuditLog::open(&path, k.pkcs8(), &k.jwk).unwrap();
+        assert_eq!(log.append(rec("receipt", 1)).unwrap(), 2);
+        assert_eq!(log.failure(), None);
+        // The disk fills: every write fails with ENOSPC.
+        let full = OpenOptions::new().append(true).open("/dev/full").unwrap();
+        let good = std::mem::replace(&mut log.state.lock().unwrap().file, full);
+        let e = log.append(rec("receipt", 2)).unwrap_err().to_string();
+        assert!(e.contains("writing a record") && e.contains("No space left"), "{e}");
+        assert!(log.failure().unwrap().contains("No space left"));
+        // Space comes back: the log still refuses, and says why.
+        log.state.lock().unwrap().file = good;
+        let e = log.append(rec("receipt", 3)).unwrap_err().to_string();
+        assert!(e.contains("stopped after an earlier failure") && e.contains("No space left"), "{e}");
+        assert!(log.checkpoint().is_err());
+        // What reached the file is a whole chain, without the failed record.
+        drop(log);
+        let s = verify_log(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(s.records, 3);
+        // A partial line (a write cut short) is taken back.
+        let k2 = crate::serve::RuntimeKey::generate().unwrap();
+        let log = AuditLog::open(&path, k2.pkcs8(), &k2.jwk).unwrap();
+        let len = std::fs::metadata(&path).unwrap().len();
+        {
+            let mut st = log.state.lock().unwrap();
+            st.file.write_all(b"{\"seq\":99,\"partial").unwrap();
+            let ro = File::open(&path).unwrap(); // read-only: the next write fails
+            st.file = ro;
+        }
+        assert!(log.append(rec("receipt", 4)).is_err());
+        drop(log);
+        // The read-only handle could not cut the partial line; the next open does.
+        let log = AuditLog::open(&path, k2.pkcs8(), &k2.jwk).unwrap();
+        drop(log);
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(bytes.len() as u64 > len);
+        assert_eq!(verify_log(&bytes).unwrap().runs, 3);
     }
 
     #[test]

@@ -831,6 +831,76 @@ async fn audit_other(
     resp
 }
 
+/// Refuses every request once the audit log has stopped taking records (a full or
+/// failing disk): the runtime answers nothing rather than answer without a record. The
+/// failure itself was logged when it happened; operators restart the runtime once the
+/// log is writable again.
+async fn audit_gate(
+    axum::extract::State(audit): axum::extract::State<Arc<audit::AuditLog>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if audit.failure().is_some() {
+        return axum::response::IntoResponse::into_response(api::ApiError::unavailable(
+            "the runtime's audit log cannot be written, so it serves nothing; its operator has been told",
+        ));
+    }
+    next.run(req).await
+}
+
+/// How long a client may take to send a request body once its headers are in. hyper
+/// bounds the headers (`header_read_timeout`) but not the body, and tower-http's body
+/// timeout restarts at every frame, so without this a client trickling a byte a second
+/// would hold its connection and a task for as long as it liked.
+pub const BODY_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Whether a body read failed on a length limit (the error comes wrapped, once per
+/// layer that limits or boxes the body).
+fn over_limit(e: &axum::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(x) = cur {
+        if x.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cur = x.source();
+    }
+    false
+}
+
+/// Reads the whole request body (at most [`api::MAX_BODY`]) within `deadline`
+/// before any handler runs: 408 for a body that does not arrive in time, 413 for one
+/// over the limit, each with the reason.
+async fn body_deadline(
+    axum::extract::State(deadline): axum::extract::State<Duration>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let (parts, body) = req.into_parts();
+    let fail = |status: axum::http::StatusCode, message: String| {
+        let mut r = axum::response::IntoResponse::into_response(api::ApiError::status(status, message));
+        // The rest of the body may still be on the wire: this connection is done.
+        r.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+        r
+    };
+    let too_large =
+        || fail(axum::http::StatusCode::PAYLOAD_TOO_LARGE, format!("the request body is over {} bytes", api::MAX_BODY));
+    // A declared length over the limit is refused at once, without waiting for the body.
+    let declared =
+        parts.headers.get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > api::MAX_BODY as u64) {
+        return too_large();
+    }
+    match tokio::time::timeout(deadline, axum::body::to_bytes(body, api::MAX_BODY)).await {
+        Ok(Ok(bytes)) => next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await,
+        Ok(Err(e)) if over_limit(&e) => too_large(),
+        Ok(Err(e)) => fail(axum::http::StatusCode::BAD_REQUEST, format!("the request body could not be read: {e}")),
+        Err(_) => fail(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            format!("the request body did not arrive within {} s", deadline.as_secs_f64()),
+        ),
+    }
+}
+
 /// How long boot waits for an unreachable broker before giving up.
 pub const BOOT_PATIENCE: Duration = Duration::from_secs(120);
 
@@ -909,7 +979,9 @@ pub async fn run(
     let audited = audit.clone();
     let measured = api.metrics.clone();
     let router = api::router(api)
-        .layer(axum::middleware::from_fn_with_state(audited, audit_other))
+        .layer(axum::middleware::from_fn_with_state(audited.clone(), audit_other))
+        .layer(axum::middleware::from_fn_with_state(audited, audit_gate))
+        .layer(axum::middleware::from_fn_with_state(BODY_DEADLINE, body_deadline))
         .layer(axum::middleware::from_fn_with_state(measured, track))
         .layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY))
         .layer(axum::middleware::map_response(|mut r: axum::response::Response| async move {
@@ -1016,6 +1088,69 @@ pub async fn run(
 mod tests {
     use super::*;
     use base64::Engine as _;
+
+    #[tokio::test]
+    async fn a_body_must_arrive_in_time_and_within_the_limit() {
+        use tower::ServiceExt as _;
+        let app = axum::Router::new()
+            .route("/x", axum::routing::post(|b: axum::body::Bytes| async move { b.len().to_string() }))
+            .layer(axum::middleware::from_fn_with_state(Duration::from_millis(200), body_deadline));
+        let post = |body: axum::body::Body| axum::http::Request::post("/x").body(body).unwrap();
+        let text = |r: axum::response::Response| async move {
+            String::from_utf8(axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap().to_vec()).unwrap()
+        };
+        let ok = app.clone().oneshot(post(axum::body::Body::from("hello"))).await.unwrap();
+        assert_eq!(ok.status(), 200);
+        assert_eq!(text(ok).await, "5");
+        // A body that never comes: refused at the deadline, the connection closed.
+        let never = tokio_stream::pending::<Result<axum::body::Bytes, std::io::Error>>();
+        let slow = app.clone().oneshot(post(axum::body::Body::from_stream(never))).await.unwrap();
+        assert_eq!(slow.status(), 408);
+        assert_eq!(slow.headers()["connection"], "close");
+        assert!(text(slow).await.contains("did not arrive within 0.2 s"));
+        let big = app.clone().oneshot(post(axum::body::Body::from(vec![b'x'; api::MAX_BODY + 1]))).await.unwrap();
+        assert_eq!(big.status(), 413);
+        assert!(text(big).await.contains("over 1048576 bytes"));
+        // A declared length over the limit: refused at once, the body never awaited.
+        let mut declared =
+            post(axum::body::Body::from_stream(tokio_stream::pending::<Result<axum::body::Bytes, std::io::Error>>()));
+        declared.headers_mut().insert("content-length", axum::http::HeaderValue::from(2u64 << 20));
+        let r = app.clone().oneshot(declared).await.unwrap();
+        assert_eq!(r.status(), 413);
+        assert_eq!(r.headers()["connection"], "close");
+        // Chunks adding up to more than the limit, without a declared length.
+        let chunks = tokio_stream::iter(
+            (0..5).map(|_| Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b'x'; api::MAX_BODY / 4]))),
+        );
+        let r = app.clone().oneshot(post(axum::body::Body::from_stream(chunks))).await.unwrap();
+        assert_eq!(r.status(), 413);
+    }
+
+    #[tokio::test]
+    async fn a_runtime_whose_audit_log_fails_answers_nothing() {
+        use tower::ServiceExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let k = RuntimeKey::generate().unwrap();
+        let audit = Arc::new(audit::AuditLog::open(&dir.path().join("audit.log"), k.pkcs8(), &k.jwk).unwrap());
+        let app = axum::Router::new()
+            .route("/v1/models", axum::routing::get(|| async { "models" }))
+            .layer(axum::middleware::from_fn_with_state(audit.clone(), audit_other))
+            .layer(axum::middleware::from_fn_with_state(audit.clone(), audit_gate));
+        let get = || axum::http::Request::get("/v1/models").body(axum::body::Body::empty()).unwrap();
+        let ok = app.clone().oneshot(get()).await.unwrap();
+        assert_eq!(ok.status(), axum::http::StatusCode::OK);
+        // The disk fills: the answer whose record fails is withheld (500), and every
+        // request after it is refused before any handler runs (503), with the reason.
+        audit.fill_disk_for_test();
+        let failed = app.clone().oneshot(get()).await.unwrap();
+        assert_eq!(failed.status(), axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        let refused = app.clone().oneshot(get()).await.unwrap();
+        assert_eq!(refused.status(), axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        let body = axum::body::to_bytes(refused.into_body(), 1 << 16).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(v["error"]["message"].as_str().unwrap().contains("audit log cannot be written"), "{v}");
+        assert!(audit.failure().unwrap().contains("No space left"));
+    }
 
     fn token(claims: serde_json::Value) -> String {
         let b = base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -107,6 +107,53 @@ impl KbsError {
     }
 }
 
+/// How long a client may take to send a request body once its headers are in. hyper
+/// bounds the headers (`header_read_timeout`) but not the body, and tower-http's body
+/// timeout restarts at every frame, so without this a client trickling a byte a second
+/// would hold its connection and a task for as long as it liked.
+pub const BODY_DEADLINE: Duration = Duration::from_secs(30);
+
+/// Whether a body read failed on a length limit (the error comes wrapped, once per
+/// layer that limits or boxes the body).
+fn over_limit(e: &axum::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(x) = cur {
+        if x.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cur = x.source();
+    }
+    false
+}
+
+/// Reads the whole request body (already capped by `RequestBodyLimitLayer`) within
+/// `deadline` ([`BODY_DEADLINE`] in the router) before any handler runs: 408 for a body that does not arrive in
+/// time, 413 for one over the limit, each as a problem document saying why.
+async fn body_deadline(
+    axum::extract::State(deadline): axum::extract::State<Duration>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let (parts, body) = req.into_parts();
+    let fail = |status: StatusCode, detail: String| {
+        let mut r = KbsError::new(status, "InvalidRequest", detail).into_response();
+        // The rest of the body may still be on the wire: this connection is done.
+        r.headers_mut().insert(axum::http::header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+        r
+    };
+    match tokio::time::timeout(deadline, axum::body::to_bytes(body, usize::MAX)).await {
+        Ok(Ok(bytes)) => next.run(axum::extract::Request::from_parts(parts, axum::body::Body::from(bytes))).await,
+        Ok(Err(e)) if over_limit(&e) => {
+            fail(StatusCode::PAYLOAD_TOO_LARGE, "the request body is over the broker's max_body_bytes".into())
+        }
+        Ok(Err(e)) => fail(StatusCode::BAD_REQUEST, format!("the request body could not be read: {e}")),
+        Err(_) => fail(
+            StatusCode::REQUEST_TIMEOUT,
+            format!("the request body did not arrive within {} s", deadline.as_secs_f64()),
+        ),
+    }
+}
+
 impl IntoResponse for KbsError {
     fn into_response(self) -> Response {
         (self.status, axum::Json(ErrorBody::new(self.kind, self.detail))).into_response()
@@ -185,6 +232,7 @@ impl Kbs {
             .route("/kbs/v0/decisions", get(decisions))
             .route("/.well-known/jwks.json", get(jwks))
             .route("/metrics", get(metrics))
+            .layer(axum::middleware::from_fn_with_state(BODY_DEADLINE, body_deadline))
             .layer(axum::middleware::from_fn_with_state(self.clone(), track))
             .layer(tower_http::limit::RequestBodyLimitLayer::new(self.cfg.max_body_bytes))
             .with_state(self.clone())
@@ -686,5 +734,39 @@ pub async fn serve(kbs: Arc<Kbs>, on_listening: impl FnOnce(SocketAddr)) -> anyh
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt as _;
+
+    #[tokio::test]
+    async fn a_body_must_arrive_in_time_and_within_the_limit() {
+        let app = Router::new()
+            .route("/x", post(|b: axum::body::Bytes| async move { b.len().to_string() }))
+            .layer(axum::middleware::from_fn_with_state(Duration::from_millis(200), body_deadline))
+            .layer(tower_http::limit::RequestBodyLimitLayer::new(1024));
+        let req = |body: axum::body::Body| axum::http::Request::post("/x").body(body).unwrap();
+        let text = |r: axum::response::Response| async move {
+            String::from_utf8(axum::body::to_bytes(r.into_body(), 1 << 16).await.unwrap().to_vec()).unwrap()
+        };
+        let ok = app.clone().oneshot(req(axum::body::Body::from("hello"))).await.unwrap();
+        assert_eq!(ok.status(), 200);
+        assert_eq!(text(ok).await, "5");
+        // A body that never comes: refused at the deadline, as a problem document.
+        let never = tokio_stream::pending::<Result<axum::body::Bytes, std::io::Error>>();
+        let slow = app.clone().oneshot(req(axum::body::Body::from_stream(never))).await.unwrap();
+        assert_eq!(slow.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(slow.headers()["connection"], "close");
+        let t = text(slow).await;
+        assert!(t.contains("InvalidRequest") && t.contains("did not arrive within 0.2 s"), "{t}");
+        // Over the limit without a declared length (a stream): 413 with the reason.
+        let chunks =
+            tokio_stream::iter((0..8).map(|_| Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b'x'; 256]))));
+        let big = app.clone().oneshot(req(axum::body::Body::from_stream(chunks))).await.unwrap();
+        assert_eq!(big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert!(text(big).await.contains("max_body_bytes"));
     }
 }
