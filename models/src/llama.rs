@@ -30,19 +30,23 @@ use crate::{ModelError, Result};
 /// The thread pool every CPU inference in the process runs on: one thread per core the
 /// process may use (`RAYON_NUM_THREADS` overrides), created once. Chat generation and
 /// embeddings both run inside it, so they share the cores instead of oversubscribing.
-/// `None` when the OS refused the threads (logged once): callers then run on their own
-/// thread. (A one-thread pool made of the calling thread, rayon's `use_current_thread`,
-/// would serve only the thread that built it and leave every other caller waiting.)
+/// `None` when the OS refused the threads (logged; tried again at the next call): the
+/// caller then runs on its own thread. (A one-thread pool made of the calling thread,
+/// rayon's `use_current_thread`, would serve only the thread that built it and leave
+/// every other caller waiting.)
 pub fn pool() -> Option<&'static rayon::ThreadPool> {
-    static POOL: OnceLock<Option<rayon::ThreadPool>> = OnceLock::new();
-    POOL.get_or_init(|| match rayon::ThreadPoolBuilder::new().thread_name(|i| format!("veil-infer-{i}")).build() {
-        Ok(p) => Some(p),
+    static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
+    if let Some(p) = POOL.get() {
+        return Some(p);
+    }
+    match rayon::ThreadPoolBuilder::new().thread_name(|i| format!("veil-infer-{i}")).build() {
+        // Two first callers may both build one: the loser's pool is dropped.
+        Ok(p) => Some(POOL.get_or_init(|| p)),
         Err(e) => {
-            tracing::warn!(error = %e, "could not start the inference thread pool; each request runs on its own thread");
+            tracing::warn!(error = %e, "could not start the inference thread pool; this request runs on its own thread");
             None
         }
-    })
-    .as_ref()
+    }
 }
 
 /// Shape of the model, from the GGUF metadata.
@@ -588,8 +592,7 @@ impl<'s> Team<'s> {
             scratch.resize(r.len() * m, 0.0);
             let start = r.start;
             veil_kernels::matmul_rows(self.kernels, w, acts, r, &mut scratch)?;
-            veil_kernels::scatter_rows(&scratch, m, start, out);
-            Ok(())
+            veil_kernels::scatter_rows(&scratch, m, start, out)
         };
         if self.threads == 1 || n * m * w.cols() < SERIAL_WORK {
             rows_into_out(0..n, &acts, out).map_err(ierr)?;
@@ -634,7 +637,7 @@ impl<'s> Team<'s> {
             }
             for (c, v) in results {
                 let v = v.map_err(ierr)?;
-                veil_kernels::scatter_rows(&v, m, job.rows(c).start, out);
+                veil_kernels::scatter_rows(&v, m, job.rows(c).start, out).map_err(ierr)?;
             }
         }
         Ok(())

@@ -74,7 +74,7 @@ stack_setup() {
     KBS_PID=$!
     PIDS+=("$KBS_PID")
     wait_line "$WORK/kbs.out" "kbs: " >/dev/null || die "the broker did not start"
-    kill "$KBS_PID"; wait "$KBS_PID" 2>/dev/null || true
+    kill "$KBS_PID" 2>/dev/null || true; wait "$KBS_PID" 2>/dev/null || true
     # A fixed port, so a runtime can be pointed at it before the broker runs.
     KBS_PORT=$(free_port)
     sed -i "s/^listen = .*/listen = \"127.0.0.1:$KBS_PORT\"/" "$WORK/kbs/kbs.toml"

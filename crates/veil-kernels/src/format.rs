@@ -226,7 +226,8 @@ impl QWeight {
 
     /// The same matrix in the interleaved layout (module documentation), which the
     /// SIMD tiers multiply fastest; K-quants and matrices already interleaved come back
-    /// unchanged. Every tier reads both layouts and gives the same results for both.
+    /// unchanged. Every tier reads both layouts; the results agree to f32 rounding (the
+    /// integer block sums are the same, the order of the f32 sums differs).
     pub fn interleave(self) -> Result<QWeight, KernelError> {
         let Some(nf) = self.ty.interleave_header() else { return Ok(self) };
         if self.layout == Layout::Interleaved {

@@ -19,7 +19,7 @@
 //! runs the best tier the machine has. `VEIL_KERNELS=scalar|avx2|avx512` forces a lower
 //! tier (a tier the CPU lacks is never used). All tiers compute the same integer block
 //! sums; they differ only in the order of the f32 accumulation (the SIMD tiers convert
-//! a block's sum to f32 in up to 8 partial lanes, each exact below 2²⁴).
+//! a block's sum to f32 in up to 8 partial lanes), so results agree to f32 rounding.
 //!
 //! ## Numerics
 //! - Activations: per block of 32 (or 256 for K-quants), `d = max|x| / 127`,

@@ -71,25 +71,27 @@ pub fn matmul_into_acts(k: Kernels, w: &QWeight, acts: &QActs, out: &mut [f32]) 
     } else {
         t.par_chunks_mut(per * m).enumerate().for_each(|(c, o)| rows(c * per, o));
     }
-    scatter_rows(&t, m, 0, out);
+    scatter_rows(&t, m, 0, out)?;
     Ok(())
 }
 
 /// Writes rows `first..` of a product, as the kernels lay them out (`src`: `[row][m]`),
 /// into `out`, `m × n` laid out `[m][n]`: `out[i·n + first + j] = src[j·m + i]`.
-/// Nothing is written unless the rows fit.
+/// Rows that do not fit are an error (and nothing is written).
 ///
 /// In tiles of 16 rows, so each store fills a cache line: a plain walk down a column
 /// writes `m` lines `4·n` bytes apart, which for `n` a multiple of 1024 all fall in one
 /// L1 set and evict each other.
-pub fn scatter_rows(src: &[f32], m: usize, first: usize, out: &mut [f32]) {
+pub fn scatter_rows(src: &[f32], m: usize, first: usize, out: &mut [f32]) -> Result<(), KernelError> {
     const TILE: usize = 16;
+    let shape =
+        || KernelError::Shape(format!("{} values at row {first} of {} outputs in {m} rows", src.len(), out.len()));
     if m == 0 || !src.len().is_multiple_of(m) || !out.len().is_multiple_of(m) {
-        return;
+        return Err(shape());
     }
     let (rows, n) = (src.len() / m, out.len() / m);
     if first.checked_add(rows).is_none_or(|end| end > n) {
-        return;
+        return Err(shape());
     }
     for j0 in (0..rows).step_by(TILE) {
         let j1 = (j0 + TILE).min(rows);
@@ -99,6 +101,7 @@ pub fn scatter_rows(src: &[f32], m: usize, first: usize, out: &mut [f32]) {
             }
         }
     }
+    Ok(())
 }
 
 /// Rows `rows` of `w` times every row of `acts`, into `out` laid out `[row][m]` (the

@@ -331,7 +331,7 @@ fn scatter_rows_places_each_piece_and_refuses_what_does_not_fit() {
     let (n, m) = (37usize, 5usize);
     let src: Vec<f32> = (0..20 * m).map(|v| v as f32).collect(); // rows 10..30, `[row][m]`
     let mut out = vec![-1f32; m * n];
-    veil_kernels::scatter_rows(&src, m, 10, &mut out);
+    veil_kernels::scatter_rows(&src, m, 10, &mut out).unwrap();
     for i in 0..m {
         for j in 0..n {
             let want = if (10..30).contains(&j) { ((j - 10) * m + i) as f32 } else { -1.0 };
@@ -340,9 +340,9 @@ fn scatter_rows_places_each_piece_and_refuses_what_does_not_fit() {
     }
     // Past the end, or a length that is not whole rows: nothing written.
     let before = out.clone();
-    veil_kernels::scatter_rows(&src, m, 20, &mut out);
-    veil_kernels::scatter_rows(&src[..7], m, 0, &mut out);
-    veil_kernels::scatter_rows(&src, 0, 0, &mut out);
-    veil_kernels::scatter_rows(&src, m, usize::MAX, &mut out);
+    assert!(veil_kernels::scatter_rows(&src, m, 20, &mut out).is_err());
+    assert!(veil_kernels::scatter_rows(&src[..7], m, 0, &mut out).is_err());
+    assert!(veil_kernels::scatter_rows(&src, 0, 0, &mut out).is_err());
+    assert!(veil_kernels::scatter_rows(&src, m, usize::MAX, &mut out).is_err());
     assert_eq!(out, before);
 }

@@ -812,7 +812,9 @@ async fn audit_other(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let path = req.uri().path().to_owned();
+    // Bounded: the path is the client's, and a record must stay a short line (a line over
+    // `audit::MAX_LINE` would make the whole log fail verification).
+    let path = bounded_path(req.uri().path());
     let resp = next.run(req).await;
     let streamed = resp
         .headers()
@@ -846,6 +848,17 @@ async fn audit_gate(
         ));
     }
     next.run(req).await
+}
+
+/// The first 256 bytes of a request path (cut on a character boundary, marked with
+/// `…`), for the audit log.
+fn bounded_path(path: &str) -> String {
+    const MAX: usize = 256;
+    if path.len() <= MAX {
+        return path.to_owned();
+    }
+    let end = (0..=MAX).rev().find(|&i| path.is_char_boundary(i)).unwrap_or(0);
+    format!("{}…", path.get(..end).unwrap_or_default())
 }
 
 /// How long a client may take to send a request body once its headers are in. hyper
@@ -979,9 +992,12 @@ pub async fn run(
     let audited = audit.clone();
     let measured = api.metrics.clone();
     let router = api::router(api)
+        // Outermost first: metrics, the audit gate (refuse at once when the log cannot be
+        // written), the audit record of every answer without a receipt (refusals of the
+        // body included), then the body read, then the routes.
+        .layer(axum::middleware::from_fn_with_state(BODY_DEADLINE, body_deadline))
         .layer(axum::middleware::from_fn_with_state(audited.clone(), audit_other))
         .layer(axum::middleware::from_fn_with_state(audited, audit_gate))
-        .layer(axum::middleware::from_fn_with_state(BODY_DEADLINE, body_deadline))
         .layer(axum::middleware::from_fn_with_state(measured, track))
         .layer(axum::extract::DefaultBodyLimit::max(api::MAX_BODY))
         .layer(axum::middleware::map_response(|mut r: axum::response::Response| async move {
@@ -1000,6 +1016,9 @@ pub async fn run(
             loop {
                 tick.tick().await;
                 let a = audit.clone();
+                if audit.failure().is_some() {
+                    continue; // already logged when it failed; every request is refused
+                }
                 if let Ok(Err(e)) = tokio::task::spawn_blocking(move || a.checkpoint()).await {
                     error!(error = %e, "audit checkpoint failed");
                 }
@@ -1089,6 +1108,14 @@ mod tests {
     use super::*;
     use base64::Engine as _;
 
+    #[test]
+    fn audited_paths_are_bounded() {
+        assert_eq!(bounded_path("/v1/models"), "/v1/models");
+        let long = format!("/{}", "é".repeat(200));
+        let b = bounded_path(&long);
+        assert!(b.len() <= 256 + '…'.len_utf8() && b.ends_with('…') && long.starts_with(b.trim_end_matches('…')));
+    }
+
     #[tokio::test]
     async fn a_body_must_arrive_in_time_and_within_the_limit() {
         use tower::ServiceExt as _;
@@ -1134,8 +1161,15 @@ mod tests {
         let audit = Arc::new(audit::AuditLog::open(&dir.path().join("audit.log"), k.pkcs8(), &k.jwk).unwrap());
         let app = axum::Router::new()
             .route("/v1/models", axum::routing::get(|| async { "models" }))
+            .layer(axum::middleware::from_fn_with_state(Duration::from_secs(5), body_deadline))
             .layer(axum::middleware::from_fn_with_state(audit.clone(), audit_other))
             .layer(axum::middleware::from_fn_with_state(audit.clone(), audit_gate));
+        // A refused body is an answer without a receipt: it is recorded.
+        let mut big = axum::http::Request::get("/v1/models").body(axum::body::Body::empty()).unwrap();
+        big.headers_mut().insert("content-length", axum::http::HeaderValue::from(2u64 << 20));
+        assert_eq!(app.clone().oneshot(big).await.unwrap().status(), 413);
+        let log = std::fs::read_to_string(dir.path().join("audit.log")).unwrap();
+        assert!(log.lines().last().unwrap().contains("\"status\":413"), "{log}");
         let get = || axum::http::Request::get("/v1/models").body(axum::body::Body::empty()).unwrap();
         let ok = app.clone().oneshot(get()).await.unwrap();
         assert_eq!(ok.status(), axum::http::StatusCode::OK);
