@@ -3,7 +3,9 @@
 //! - SNP report with a cached (already verified) VCEK chain: ≤ 1 ms;
 //! - TDX quote with verified collateral cached: ≤ 0.5 ms and ≤ 0.5× `dcap_qvl::verify::verify`
 //!   on the same quote and collateral (dcap-qvl re-checks collateral and chain every call);
-//! - TPM quote (RSA-2048 AK, 24 PCRs).
+//! - TPM quote (RSA-2048 AK, 24 PCRs);
+//! - composite evidence: an Azure SEV-SNP CVM's HCL report (SNP report, cached chain)
+//!   bound to its vTPM quote (RSA-2048 AK, 24 PCRs, nonce), both verified per call.
 //!
 //! Run: `cargo bench -p veil-benches --bench verify`.
 
@@ -12,7 +14,7 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
-use veil_attestation::{Options, Verifier, snp, tdx, tpm};
+use veil_attestation::{Options, Verifier, azure, snp, tdx, tpm};
 use veil_benches::vectors;
 
 fn at(s: &str) -> OffsetDateTime {
@@ -96,5 +98,18 @@ fn bench_tpm(c: &mut Criterion) {
     c.bench_function("tpm_quote_verify", |b| b.iter(|| tpm::TpmVerifier.verify(black_box(&ev), &opts).unwrap()));
 }
 
-criterion_group!(benches, bench_snp, bench_tdx, bench_tpm);
+fn bench_composite(c: &mut Criterion) {
+    let d = "azure-snp-vtpm/trustee-evidence-v1";
+    let hcl = read(&format!("{d}/hcl_report.bin"));
+    let quote = read(&format!("{d}/tpm_quote.json"));
+    let vcek = read(&format!("{d}/vcek.pem"));
+    let chain = read(&format!("{d}/cert_chain.pem"));
+    let opts = Options::at(at("2025-06-01T00:00:00Z")).with_nonce(b"challenge".to_vec());
+    let ev = azure::AzSnpEvidence { hcl_report: &hcl, tpm_quote: &quote, vcek: &vcek, chain: Some(&chain) };
+    let v = azure::AzSnpVtpmVerifier::default();
+    v.verify(&ev, &opts).unwrap();
+    c.bench_function("composite_az_snp_vtpm_cached_chain", |b| b.iter(|| v.verify(black_box(&ev), &opts).unwrap()));
+}
+
+criterion_group!(benches, bench_snp, bench_tdx, bench_tpm, bench_composite);
 criterion_main!(benches);

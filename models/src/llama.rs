@@ -125,6 +125,94 @@ fn kerr(e: KernelError) -> ModelError {
     ModelError::Format(e.to_string())
 }
 
+/// The tensors of one GGUF, read under a byte budget: candle checks that each tensor
+/// lies inside the file but not that tensors do not overlap, so without the budget a
+/// small file whose many tensors share one region would make the loader copy that
+/// region once per tensor.
+struct Source<'a, R> {
+    ct: &'a gguf_file::Content,
+    reader: &'a mut R,
+    budget: u64,
+    file_len: u64,
+}
+
+impl<R: Read + Seek> Source<'_, R> {
+    fn spend(&mut self, name: &str, size: u64) -> std::result::Result<(), LoadError> {
+        self.budget = self.budget.checked_sub(size).ok_or_else(|| {
+            ModelError::Format(format!("{name}: the tensors claim more bytes than the file's {}", self.file_len))
+        })?;
+        Ok(())
+    }
+
+    /// A tensor through candle (norms: small, any float format).
+    fn tensor(&mut self, name: &str) -> std::result::Result<QTensor, LoadError> {
+        let t =
+            self.ct.tensor(self.reader, name, &Device::Cpu).map_err(|e| ModelError::Format(format!("{name}: {e}")))?;
+        self.spend(name, u64::try_from(t.storage_size_in_bytes()).unwrap_or(u64::MAX))?;
+        Ok(t)
+    }
+
+    /// The format of matrix `name`, if it is one these kernels run.
+    fn qtype(&self, name: &str) -> std::result::Result<QType, LoadError> {
+        let info =
+            self.ct.tensor_infos.get(name).ok_or_else(|| ModelError::Format(format!("the GGUF lacks {name}")))?;
+        qtype(info.ggml_dtype).ok_or_else(|| LoadError::Unsupported(format!("{name} is {:?}", info.ggml_dtype)))
+    }
+
+    /// The matrices `parts` (name, rows), all `cols` wide and of one format, stacked in
+    /// that order. Their bytes go from the reader straight into the one buffer: a 2 GiB
+    /// model read through candle's `QTensor` was copied four times on its way into the
+    /// kernels' layout, which made the runtime's load 3× candle's (docs/decisions.md).
+    fn matrix(&mut self, parts: &[(&str, usize)], cols: usize) -> std::result::Result<QWeight, LoadError> {
+        let (first, _) = parts.first().ok_or_else(|| ModelError::Format("no matrix named".into()))?;
+        let ty = self.qtype(first)?;
+        let mut rows = 0usize;
+        let mut plan = Vec::with_capacity(parts.len());
+        for &(name, r) in parts {
+            let info =
+                self.ct.tensor_infos.get(name).ok_or_else(|| ModelError::Format(format!("the GGUF lacks {name}")))?;
+            if self.qtype(name)? != ty {
+                return Err(
+                    ModelError::Format(format!("{name} is {:?}, not {ty:?} as {first}", info.ggml_dtype)).into()
+                );
+            }
+            if info.shape.dims() != [r, cols] {
+                return Err(ModelError::Format(format!("{name} has shape {:?}, not [{r}, {cols}]", info.shape)).into());
+            }
+            let size = ty
+                .row_bytes(cols)
+                .ok()
+                .and_then(|rb| rb.checked_mul(r))
+                .and_then(|n| u64::try_from(n).ok())
+                .ok_or_else(|| ModelError::Format(format!("{name}: size overflows")))?;
+            self.spend(name, size)?;
+            let at = self
+                .ct
+                .tensor_data_offset
+                .checked_add(info.offset)
+                .ok_or_else(|| ModelError::Format(format!("{name}: offset overflows")))?;
+            rows = rows.checked_add(r).ok_or_else(|| ModelError::Format("row count overflows".into()))?;
+            plan.push((name, at, size));
+        }
+        let total: u64 = plan.iter().map(|p| p.2).sum(); // each within the file's length
+        let total = usize::try_from(total).map_err(ModelError::format)?;
+        // Room for the interleaved layout's padding rows (up to one group), which is made
+        // in place: capacity not written is not touched.
+        let pad = ty.row_bytes(cols).map_err(kerr)?.saturating_mul(GROUP);
+        let mut data = Vec::new();
+        data.try_reserve_exact(total.saturating_add(pad))
+            .map_err(|_| ModelError::Format(format!("{first}: cannot allocate {total} bytes")))?;
+        for (name, at, size) in plan {
+            self.reader.seek(std::io::SeekFrom::Start(at)).map_err(ModelError::format)?;
+            let got = self.reader.by_ref().take(size).read_to_end(&mut data).map_err(ModelError::format)?;
+            if u64::try_from(got).ok() != Some(size) {
+                return Err(ModelError::Format(format!("{name}: the file ends inside the tensor")).into());
+            }
+        }
+        Ok(QWeight::new(ty, rows, cols, data).map_err(kerr)?)
+    }
+}
+
 /// Why the Veil kernels cannot run a file (the caller falls back to candle's path).
 #[derive(Debug)]
 pub enum LoadError {
@@ -182,29 +270,8 @@ impl Weights {
         }
         let max_pos = md("llama.context_length").unwrap_or(4096).clamp(1, crate::chat::MAX_CONTEXT);
 
-        // candle checks that each tensor lies inside the file but not that tensors do not
-        // overlap: without a budget, a small file whose many tensors share one region
-        // would make this loader copy that region once per tensor.
         let file_len = reader.seek(std::io::SeekFrom::End(0)).map_err(ModelError::format)?;
-        let mut budget = file_len;
-        let mut read = |name: &str| -> std::result::Result<QTensor, LoadError> {
-            let t = ct.tensor(reader, name, &Device::Cpu).map_err(|e| ModelError::Format(format!("{name}: {e}")))?;
-            let size = u64::try_from(t.storage_size_in_bytes()).unwrap_or(u64::MAX);
-            budget = budget.checked_sub(size).ok_or_else(|| {
-                ModelError::Format(format!("{name}: the tensors claim more bytes than the file's {file_len}"))
-            })?;
-            Ok(t)
-        };
-        let quant = |t: QTensor, name: &str, rows: usize, cols: usize| -> std::result::Result<QWeight, LoadError> {
-            let ty = qtype(t.dtype()).ok_or_else(|| LoadError::Unsupported(format!("{name} is {:?}", t.dtype())))?;
-            if t.shape().dims() != [rows, cols] {
-                return Err(
-                    ModelError::Format(format!("{name} has shape {:?}, not [{rows}, {cols}]", t.shape())).into()
-                );
-            }
-            let data = t.data().map_err(ModelError::format)?.into_owned();
-            Ok(QWeight::new(ty, rows, cols, data).map_err(kerr)?)
-        };
+        let mut src = Source { ct, reader, budget: file_len, file_len };
         // The SIMD tiers multiply 32-block formats fastest in 8-row interleaved groups
         // (veil_kernels' format docs); the scalar tier reads either layout, so weights
         // loaded for it stay as in the file. Not the embedding: it is read a row at a time.
@@ -223,42 +290,44 @@ impl Weights {
             Ok(v)
         };
 
-        let embed_t = read("token_embd.weight")?;
-        let n_vocab = embed_t.shape().dims().first().copied().unwrap_or(0);
-        let embed = quant(embed_t, "token_embd.weight", n_vocab, n_embd)?;
+        let n_vocab =
+            ct.tensor_infos.get("token_embd.weight").and_then(|i| i.shape.dims().first().copied()).unwrap_or(0);
+        let embed = src.matrix(&[("token_embd.weight", n_vocab)], n_embd)?;
         let head = if ct.tensor_infos.contains_key("output.weight") {
-            lay(quant(read("output.weight")?, "output.weight", n_vocab, n_embd)?)?
+            lay(src.matrix(&[("output.weight", n_vocab)], n_embd)?)?
         } else {
             lay(embed.clone())? // tied embeddings
         };
-        let norm = vector(read("output_norm.weight")?, "output_norm.weight", n_embd)?;
+        let norm = vector(src.tensor("output_norm.weight")?, "output_norm.weight", n_embd)?;
         let kv = n_kv_head * head_dim;
         // Capped: the count comes from the file, the tensors it names are checked below.
         let mut layers = Vec::with_capacity(n_layer.min(256));
         for l in 0..n_layer {
             let p = |s: &str| format!("blk.{l}.{s}.weight");
-            let q = quant(read(&p("attn_q"))?, &p("attn_q"), n_embd, n_embd)?;
-            let k = quant(read(&p("attn_k"))?, &p("attn_k"), kv, n_embd)?;
-            let v = quant(read(&p("attn_v"))?, &p("attn_v"), kv, n_embd)?;
-            let qkv = if q.ty() == k.ty() && k.ty() == v.ty() {
-                Qkv::Fused(lay(QWeight::concat(&[&q, &k, &v]).map_err(kerr)?)?)
+            let (q, k, v) = (p("attn_q"), p("attn_k"), p("attn_v"));
+            // Matrices of one format are stacked as they are read (one product each).
+            let qkv = if src.qtype(&q)? == src.qtype(&k)? && src.qtype(&k)? == src.qtype(&v)? {
+                Qkv::Fused(lay(src.matrix(&[(&q, n_embd), (&k, kv), (&v, kv)], n_embd)?)?)
             } else {
-                Qkv::Split([lay(q)?, lay(k)?, lay(v)?])
+                Qkv::Split([
+                    lay(src.matrix(&[(&q, n_embd)], n_embd)?)?,
+                    lay(src.matrix(&[(&k, kv)], n_embd)?)?,
+                    lay(src.matrix(&[(&v, kv)], n_embd)?)?,
+                ])
             };
-            let gate = quant(read(&p("ffn_gate"))?, &p("ffn_gate"), n_ff, n_embd)?;
-            let up = quant(read(&p("ffn_up"))?, &p("ffn_up"), n_ff, n_embd)?;
-            let gate_up = if gate.ty() == up.ty() {
-                GateUp::Fused(lay(QWeight::concat(&[&gate, &up]).map_err(kerr)?)?)
+            let (gate, up) = (p("ffn_gate"), p("ffn_up"));
+            let gate_up = if src.qtype(&gate)? == src.qtype(&up)? {
+                GateUp::Fused(lay(src.matrix(&[(&gate, n_ff), (&up, n_ff)], n_embd)?)?)
             } else {
-                GateUp::Split([lay(gate)?, lay(up)?])
+                GateUp::Split([lay(src.matrix(&[(&gate, n_ff)], n_embd)?)?, lay(src.matrix(&[(&up, n_ff)], n_embd)?)?])
             };
             layers.push(Layer {
-                attn_norm: vector(read(&p("attn_norm"))?, &p("attn_norm"), n_embd)?,
+                attn_norm: vector(src.tensor(&p("attn_norm"))?, &p("attn_norm"), n_embd)?,
                 qkv,
-                o: lay(quant(read(&p("attn_output"))?, &p("attn_output"), n_embd, n_embd)?)?,
-                ffn_norm: vector(read(&p("ffn_norm"))?, &p("ffn_norm"), n_embd)?,
+                o: lay(src.matrix(&[(&p("attn_output"), n_embd)], n_embd)?)?,
+                ffn_norm: vector(src.tensor(&p("ffn_norm"))?, &p("ffn_norm"), n_embd)?,
                 gate_up,
-                down: lay(quant(read(&p("ffn_down"))?, &p("ffn_down"), n_embd, n_ff)?)?,
+                down: lay(src.matrix(&[(&p("ffn_down"), n_embd)], n_ff)?)?,
             });
         }
         // As candle's quantized_llama: θ_i = base^(-2i/d), angles in f32.

@@ -155,3 +155,47 @@ fn the_loader_refuses_or_hands_back_what_it_cannot_run() {
     veil_models::llama::fuzz_gguf(&good);
     veil_models::llama::fuzz_gguf(&good[..100]);
 }
+
+/// The loader reads matrices straight from the file's bytes; a file whose tensors
+/// overlap (so that reading them all would copy more than the file), or that points a
+/// tensor past its end, is refused with the reason.
+#[test]
+fn the_loader_reads_each_byte_of_the_file_at_most_once() {
+    let good = gguf(GgmlDType::Q8_0, 4);
+    let load = |edit: &dyn Fn(&mut gguf_file::Content)| {
+        let mut c = Cursor::new(&good[..]);
+        let mut ct = gguf_file::Content::read(&mut c).unwrap();
+        edit(&mut ct);
+        match Weights::from_gguf(&ct, &mut c, Kernels::scalar()) {
+            Err(LoadError::Model(e)) => e.to_string(),
+            Err(LoadError::Unsupported(e)) => panic!("unsupported, not refused: {e}"),
+            Ok(_) => panic!("loaded"),
+        }
+    };
+    // Every layer's down projection on top of layer 0's FFN gate: together more bytes
+    // than the file.
+    let overlap = load(&|ct| {
+        let at = ct.tensor_infos["blk.0.ffn_gate.weight"].offset;
+        for (name, info) in ct.tensor_infos.iter_mut() {
+            if name.ends_with("ffn_up.weight") || name.ends_with("ffn_down.weight") || name.ends_with("attn_q.weight") {
+                info.offset = at;
+            }
+        }
+        // Many more layers than the file has, all reading the same tensors.
+        ct.metadata.insert("llama.block_count".into(), gguf_file::Value::U32(64));
+        for l in 2..64 {
+            for t in
+                ["attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"]
+            {
+                let i = &ct.tensor_infos[&format!("blk.0.{t}.weight")];
+                let info = gguf_file::TensorInfo { ggml_dtype: i.ggml_dtype, shape: i.shape.clone(), offset: i.offset };
+                ct.tensor_infos.insert(format!("blk.{l}.{t}.weight"), info);
+            }
+        }
+    });
+    assert!(overlap.contains("claim more bytes than the file"), "{overlap}");
+    let past_end = load(&|ct| {
+        ct.tensor_infos.get_mut("blk.1.ffn_down.weight").unwrap().offset = good.len() as u64;
+    });
+    assert!(past_end.contains("blk.1.ffn_down.weight") && past_end.contains("ends inside"), "{past_end}");
+}

@@ -21,6 +21,11 @@
 //!   one streaming chat completion through the runtime's OpenAI API after a warm-up
 //!   request (`--warmup-tokens`, default 1) on the same keep-alive connection; client-side times of the first content
 //!   chunk (prompt) and from there to the last one (generation).
+//! - `synth --model GGUF --out FILE [--gib 2]`: a synthetic llama GGUF of about `--gib`
+//!   GiB (hidden 2048, 32 heads, 4 KV heads, FFN 5632: a 1B-class shape, as many layers
+//!   as the size takes), Q8_0 matrices of pseudo-random quants, with `--model`'s
+//!   tokenizer and chat template: a model the runtime boots and serves (its answers are
+//!   noise), for cold-start figures at a size SmolLM2 does not reach.
 //! - `overhead [--iters N] [--dir DIR]`: the per-request security work of the runtime
 //!   (authentication and rate limit, request validation, request and answer hashes, the
 //!   receipt with its audit record), timed in-process with the runtime's own types.
@@ -75,6 +80,7 @@ fn main() -> Res<()> {
         "load" => load(&a)?,
         "api" => api(&a)?,
         "overhead" => overhead(&a)?,
+        "synth" => synth(&a)?,
         other => return Err(format!("unknown subcommand {other}").into()),
     };
     println!("{out}");
@@ -224,6 +230,96 @@ fn load(a: &Args) -> Res<Value> {
         "tokenizer_ms": ms(tokenizer_time),
         "total_ms": ms(total),
     }))
+}
+
+fn synth(a: &Args) -> Res<Value> {
+    use candle_core::quantized::{GgmlDType, QTensor, ggml_file::qtensor_from_ggml};
+    use gguf_file::Value as V;
+    const EMBD: usize = 2048;
+    const HEADS: usize = 32;
+    const KV_HEADS: usize = 4;
+    const FF: usize = 5632;
+    // Q8_0: 32 weights in 34 bytes (an f16 scale, then 32 i8).
+    const BLOCK: usize = 32;
+    const BLOCK_BYTES: usize = 34;
+    let gib = a.num("gib", 2)?;
+    let mut src = std::fs::File::open(a.get("model")?)?;
+    let base = gguf_file::Content::read(&mut src)?;
+    let vocab = match base.metadata.get("tokenizer.ggml.tokens") {
+        Some(V::Array(t)) => t.len(),
+        _ => return Err("--model: no tokenizer.ggml.tokens in its metadata".into()),
+    };
+    let tied = !base.tensor_infos.contains_key("output.weight");
+    let kv = KV_HEADS * EMBD / HEADS;
+    let per_layer = 2 * EMBD * EMBD + 2 * kv * EMBD + 3 * EMBD * FF;
+    let fixed = vocab * EMBD * if tied { 1 } else { 2 };
+    let target = gib << 30;
+    let layers = ((target * BLOCK / BLOCK_BYTES).saturating_sub(fixed) / per_layer).max(1);
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    // Rows of Q8_0 blocks: scale 2^-8 (f16 0x1C00), quants from an xorshift stream.
+    let mut mat = |rows: usize, cols: usize| -> Res<QTensor> {
+        let blocks = rows * cols / BLOCK;
+        let mut raw = vec![0u8; blocks * BLOCK_BYTES];
+        for b in raw.chunks_exact_mut(BLOCK_BYTES) {
+            b[..2].copy_from_slice(&0x1C00u16.to_le_bytes());
+            for q in b[2..].chunks_mut(8) {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let bytes = state.to_le_bytes();
+                q.copy_from_slice(&bytes[..q.len()]);
+            }
+        }
+        Ok(qtensor_from_ggml(GgmlDType::Q8_0, &raw, vec![rows, cols], &Device::Cpu)?)
+    };
+    let norm = |len: usize| -> Res<QTensor> {
+        Ok(QTensor::quantize(&Tensor::ones(len, candle_core::DType::F32, &Device::Cpu)?, GgmlDType::F32)?)
+    };
+    let mut tensors: Vec<(String, QTensor)> = vec![("token_embd.weight".into(), mat(vocab, EMBD)?)];
+    tensors.push(("output_norm.weight".into(), norm(EMBD)?));
+    if !tied {
+        tensors.push(("output.weight".into(), mat(vocab, EMBD)?));
+    }
+    for l in 0..layers {
+        let p = |s: &str| format!("blk.{l}.{s}.weight");
+        tensors.push((p("attn_norm"), norm(EMBD)?));
+        tensors.push((p("attn_q"), mat(EMBD, EMBD)?));
+        tensors.push((p("attn_k"), mat(kv, EMBD)?));
+        tensors.push((p("attn_v"), mat(kv, EMBD)?));
+        tensors.push((p("attn_output"), mat(EMBD, EMBD)?));
+        tensors.push((p("ffn_norm"), norm(EMBD)?));
+        tensors.push((p("ffn_gate"), mat(FF, EMBD)?));
+        tensors.push((p("ffn_up"), mat(FF, EMBD)?));
+        tensors.push((p("ffn_down"), mat(EMBD, FF)?));
+    }
+    // The tokenizer and chat template from the base model; the shape is ours.
+    let mut md: Vec<(String, V)> = base
+        .metadata
+        .iter()
+        .filter(|(k, _)| k.starts_with("tokenizer.") || k.as_str() == "general.architecture")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    md.extend([
+        ("general.name".into(), V::String(format!("veil-synthetic-{gib}gib"))),
+        ("llama.embedding_length".into(), V::U32(EMBD as u32)),
+        ("llama.attention.head_count".into(), V::U32(HEADS as u32)),
+        ("llama.attention.head_count_kv".into(), V::U32(KV_HEADS as u32)),
+        ("llama.block_count".into(), V::U32(layers as u32)),
+        ("llama.feed_forward_length".into(), V::U32(FF as u32)),
+        ("llama.rope.dimension_count".into(), V::U32((EMBD / HEADS) as u32)),
+        ("llama.attention.layer_norm_rms_epsilon".into(), V::F32(1e-5)),
+        ("llama.rope.freq_base".into(), V::F32(10000.0)),
+        ("llama.context_length".into(), V::U32(2048)),
+        ("llama.vocab_size".into(), V::U32(vocab as u32)),
+    ]);
+    let md_refs: Vec<(&str, &V)> = md.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let t_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let out = a.get("out")?;
+    let mut w = std::io::BufWriter::new(std::fs::File::create(out)?);
+    gguf_file::write(&mut w, &md_refs, &t_refs)?;
+    std::io::Write::flush(&mut w)?;
+    let bytes = std::fs::metadata(out)?.len();
+    Ok(json!({"out": out, "bytes": bytes, "layers": layers, "vocab": vocab, "tied_embeddings": tied}))
 }
 
 /// One SSE stream; returns (send time, first content, last content, event payloads).

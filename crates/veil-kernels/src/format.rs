@@ -228,33 +228,44 @@ impl QWeight {
     /// SIMD tiers multiply fastest; K-quants and matrices already interleaved come back
     /// unchanged. Every tier reads both layouts; the results agree to f32 rounding (the
     /// integer block sums are the same, the order of the f32 sums differs).
-    pub fn interleave(self) -> Result<QWeight, KernelError> {
+    pub fn interleave(mut self) -> Result<QWeight, KernelError> {
         let Some(nf) = self.ty.interleave_header() else { return Ok(self) };
         if self.layout == Layout::Interleaved {
             return Ok(self);
         }
         let (rb, bb) = (self.row_bytes, self.ty.block_bytes());
+        let group_bytes = GROUP.checked_mul(rb).ok_or(KernelError::Overflow("interleaved group size"))?;
         let len = self
             .rows
             .div_ceil(GROUP)
-            .checked_mul(GROUP * rb)
+            .checked_mul(group_bytes)
             .ok_or(KernelError::Overflow("interleaved matrix size"))?;
-        let mut data = vec![0u8; len];
-        for (j, row) in self.data.chunks_exact(rb).enumerate() {
-            let (g, r) = (j / GROUP, j % GROUP);
-            for (b, blk) in row.chunks_exact(bb).enumerate() {
-                let base = g * GROUP * rb + b * GROUP * bb;
-                // Runs that stay together: each f16 field, each 4 quant bytes.
-                let runs = (0..nf).map(|f| (2 * f, 2)).chain((2 * nf..bb).step_by(4).map(|i| (i, 4)));
-                for (i, n) in runs {
-                    let at = base + slot(nf, r, i);
-                    if let (Some(dst), Some(src)) = (data.get_mut(at..at + n), blk.get(i..i + n)) {
-                        dst.copy_from_slice(src);
+        // In place, a group at a time: a group of 8 rows takes the same bytes in both
+        // layouts (the last one padded with zero rows), so only one group is copied
+        // aside. A second buffer the size of the matrix would cost as much again in fresh
+        // pages, which dominated loading a 2 GiB model.
+        self.data
+            .try_reserve_exact(len.saturating_sub(self.data.len()))
+            .map_err(|_| KernelError::Overflow("interleaved matrix size"))?;
+        self.data.resize(len, 0);
+        let mut rows = vec![0u8; group_bytes];
+        for group in self.data.chunks_exact_mut(group_bytes) {
+            rows.copy_from_slice(group);
+            for (r, row) in rows.chunks_exact(rb).enumerate() {
+                for (b, blk) in row.chunks_exact(bb).enumerate() {
+                    let base = b * GROUP * bb;
+                    // Runs that stay together: each f16 field, each 4 quant bytes.
+                    let runs = (0..nf).map(|f| (2 * f, 2)).chain((2 * nf..bb).step_by(4).map(|i| (i, 4)));
+                    for (i, n) in runs {
+                        let at = base + slot(nf, r, i);
+                        if let (Some(dst), Some(src)) = (group.get_mut(at..at + n), blk.get(i..i + n)) {
+                            dst.copy_from_slice(src);
+                        }
                     }
                 }
             }
         }
-        Ok(QWeight { data, layout: Layout::Interleaved, ..self })
+        Ok(QWeight { layout: Layout::Interleaved, ..self })
     }
 
     /// The byte layout.
