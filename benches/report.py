@@ -80,7 +80,8 @@ if runs:
     def ratio(a, b, k):
         return stat(x[k] / y[k] for x, y in zip(a, b))
 
-    out("## 1. Inference: SmolLM2-135M-Instruct Q4_1, same GGUF, same prompt ids, 2 threads, greedy, 64 tokens")
+    out(f"## 1. Inference: SmolLM2-135M-Instruct Q4_1, same GGUF, same prompt ids, {vp[0]['threads']} "
+        f"threads, greedy, {rt[0]['total_tokens']} tokens")
     out("")
     out("| engine | prompt tok/s | generation tok/s | time to first token, ms | prompt vs llama.cpp | generation vs llama.cpp |")
     out("|---|---|---|---|---|---|")
@@ -91,8 +92,9 @@ if runs:
     out(f"{len(rt)} interleaved rounds. The runtime is `veil serve` on the simulated SEV-SNP TEE serving the sealed "
         "bundle through its OpenAI API over attested TLS (streaming, receipts, audit log on), timed by the client: "
         "time to first token = request sent → first content chunk. The other three run in-process after a warm-up "
-        "(prompt = the prompt's forward pass and the first token). llama.cpp is llama-cpp-python 0.3.36 built with "
-        "`-march=native`. Details and per-round figures: `benches/results/inference.md`.")
+        "(prompt = the prompt's forward pass and the first token). llama.cpp is llama-cpp-python "
+        f"{ll[0]['llama_cpp_python']} built with `-march=native`. Details and per-round figures: "
+        "`benches/results/inference.md`.")
     out("")
     fig, ax = plt.subplots(1, 3, figsize=(12, 3.6))
     for i, (key, title, scale) in enumerate([("prompt_tps", "prompt tokens/s", 1), ("gen_tps", "generation tokens/s", 1),
@@ -127,7 +129,8 @@ if cold:
     out("| model | sealed total ms | open + signature | attest + key | unseal + verify | load | plaintext (candle) ms | sealed / plaintext |")
     out("|---|---|---|---|---|---|---|---|")
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
-    for i, (label, rows) in enumerate([("SmolLM2 Q4_1 (98 MB)", cold), ("synthetic 2 GiB (Q8_0)", synth)]):
+    synth_label = f"synthetic {synth[0]['bytes'] / 2**30:.1f} GiB (Q8_0)" if synth else "synthetic"
+    for i, (label, rows) in enumerate([(f"SmolLM2 Q4_1 ({cold[0]['bytes'] / 1e6:.0f} MB)", cold), (synth_label, synth)]):
         se = [c for c in rows if c["kind"] == "sealed"]
         pl = [c for c in rows if c["kind"] == "plain"]
         if not se or not pl:
@@ -150,15 +153,16 @@ if cold:
         ax[i].set_title(label)
         ax[i].legend(fontsize=7)
         note = ""
-        if r[0] > 1.25 and "synthetic" in label:
-            note = ("Load dominates: the runtime's loader copies each tensor from the unsealed bytes into its own "
-                    "buffer and then again into the 8-row interleaved layout (`QWeight::interleave`, one thread), so "
-                    "a 2 GiB model is written twice into fresh pages (`perf`: interleave 26%, memmove 19%, the "
-                    "kernel's page zeroing 13% of the load); candle reads it once. What would close it: interleave "
-                    "straight from the unsealed buffer in one pass, split over the pool's threads.")
-        elif r[0] > 1.25:
-            note = ("The sealed path adds the broker round trip and the decrypt-and-verify pass to the same load; "
-                    "see the phases above.")
+        if r[0] > 1.25:
+            plain_total = stat(p["total_ms"] for p in pl)[0]
+            extra = ph["total_ms"][0] - plain_total
+            note = (f"Sealed takes {extra:.0f} ms more (medians): attest {ph['attest_ms'][0]:.0f} ms, unseal "
+                    f"{ph['unseal_ms'][0] - pr:+.0f} ms against the plaintext read (decrypting and hashing on top of "
+                    f"reading), load {ph['load_ms'][0] - pw:+.0f} ms against candle's (the runtime also builds the "
+                    "tokenizer and re-lays 32-block matrices into 8-row groups, in place). Unsealing into a buffer "
+                    "that the loader then copies from is a second pass over fresh memory the plaintext path does not "
+                    "have; decrypting straight into the weights' final buffers (a streaming unseal feeding the "
+                    "loader) would close most of it.")
         bars.append((f"Cold start ≤ 1.25× plaintext load — {label}", f"{r[0]:.2f}× ({r[1]:.2f}–{r[2]:.2f})", r[0] <= 1.25, note))
     out("")
     out("Page cache of the bundle or GGUF evicted before every run (checked with `fincore`); runtime phases from "
@@ -280,7 +284,8 @@ if kbs:
             a = stat(k["rps"] for k in rs)
             b, d = stat(k["p50_ms"] for k in rs), stat(k["p99_ms"] for k in rs)
             cpu = [float(k["broker_cpu_ms_per_rt"]) for k in rs if isinstance(k["broker_cpu_ms_per_rt"], (int, float))]
-            out(f"| {tee} | {c} | {fmt(a, 0)} | {fmt(b, 2)} | {fmt(d, 2)} | {med(cpu):.2f} | {int(sum(k['errors'] for k in rs))} |")
+            cpu_txt = f"{med(cpu):.2f}" if cpu else "n/a"
+            out(f"| {tee} | {c} | {fmt(a, 0)} | {fmt(b, 2)} | {fmt(d, 2)} | {cpu_txt} | {int(sum(k['errors'] for k in rs))} |")
             rps.append(a), p50.append(b), p99.append(d)
             best[tee] = max(best.get(tee, (0, 0)), (a[0], c))
         m, e = errbars(rps)
@@ -305,30 +310,35 @@ if kbs:
     for tee in ["snp", "tdx"]:
         if tee in best:
             r, c = best[tee]
-            cpu = med(float(k["broker_cpu_ms_per_rt"]) for k in kbs if k["tee"] == tee and int(k["concurrency"]) == c
-                      and isinstance(k["broker_cpu_ms_per_rt"], (int, float)))
+            cpus = [float(k["broker_cpu_ms_per_rt"]) for k in kbs if k["tee"] == tee and int(k["concurrency"]) == c
+                    and isinstance(k["broker_cpu_ms_per_rt"], (int, float))]
+            cpu = med(cpus) if cpus else 0.0
+            cores = machine["cores"]
+            capacity = (f"The broker's own CPU, {cpu:.2f} ms per round trip at that level, is {1000 * cores / cpu:.0f} "
+                        f"round trips/s on these {cores} cores with the generator elsewhere; ") if cpu > 0 else ""
             bars.append((f"Key broker ≥ 500 round trips/s — {tee.upper()} (simulated)", f"{r:.0f}/s at {c} clients", r >= 500,
-                         "" if r >= 500 else "The load generator (simulated evidence signing, TLS, JSON) shares the 2 "
-                         f"cores with the broker. The broker's own CPU, {cpu:.2f} ms per round trip at that level, is "
-                         f"{2000 / cpu:.0f} round trips/s on these 2 cores with the generator elsewhere; a generator on "
-                         "another machine (or fewer broker-side allocations, docs/benchmarks.md) would show it."))
+                         "" if r >= 500 else f"The load generator (simulated evidence signing, TLS, JSON) shares the "
+                         f"{cores} cores with the broker. {capacity}a generator on another machine (or fewer "
+                         "broker-side allocations, docs/benchmarks.md) would show it."))
 
 # ---------------------------------------------------------------- TLS
 tls = jl("tls.jsonl")
 if tls:
     out("## 6. Attested TLS handshake vs plain TLS (rustls, loopback, one at a time)")
     out("")
-    out("| mode | what | handshake ms | p99 ms | handshakes/s | vs plain |")
+    out("| mode | what | handshake ms | p99 ms | handshakes/s | vs pinned (same server) |")
     out("|---|---|---|---|---|---|")
-    plain = next(t for t in tls if t["mode"] == "plain")
+    pinned = next(t for t in tls if t["mode"] == "pinned")
     for t in tls:
         out(f"| {t['mode']} | {t['what']} | {t['median_ms']:.3f} ({t['min_ms']:.3f}–{t['max_ms']:.3f}) | {t['p99_ms']:.3f} | "
-            f"{t['per_s']:.0f} | {t['median_ms'] / plain['median_ms']:.2f}× |")
+            f"{t['per_s']:.0f} | {t['median_ms'] / pinned['median_ms']:.2f}× |")
     out("")
     out("Each handshake: TCP connect and a full TLS 1.3 handshake from a fresh connection (no resumption), "
         f"{tls[0]['n']} after 10 untimed. `attested` checks the runtime's RA-TLS certificate (its evidence, the key "
         "binding, the event log and the client policy) on every handshake; a client keeps the result for the "
-        "certificate, so later connections cost what `attested-cached` shows.")
+        "certificate, so later connections cost what `attested-cached` shows. The ratio is against `pinned`, plain TLS "
+        "to the same server: the cost of attestation itself; `plain` (another server stack, a two-certificate chain "
+        "under WebPKI) is context for what TLS costs anywhere.")
     out("")
     fig, ax = plt.subplots(figsize=(8, 3))
     ax.barh(range(len(tls)), [t["median_ms"] for t in tls],

@@ -144,12 +144,23 @@ impl<R: Read + Seek> Source<'_, R> {
         Ok(())
     }
 
-    /// A tensor through candle (norms: small, any float format).
+    /// A tensor through candle (norms: small, any float format), its size charged to
+    /// the budget before it is read.
     fn tensor(&mut self, name: &str) -> std::result::Result<QTensor, LoadError> {
-        let t =
-            self.ct.tensor(self.reader, name, &Device::Cpu).map_err(|e| ModelError::Format(format!("{name}: {e}")))?;
-        self.spend(name, u64::try_from(t.storage_size_in_bytes()).unwrap_or(u64::MAX))?;
-        Ok(t)
+        let info =
+            self.ct.tensor_infos.get(name).ok_or_else(|| ModelError::Format(format!("the GGUF lacks {name}")))?;
+        let (bs, ts) = (info.ggml_dtype.block_size(), info.ggml_dtype.type_size());
+        let size = info
+            .shape
+            .dims()
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .filter(|n| bs > 0 && n % bs == 0)
+            .and_then(|n| (n / bs).checked_mul(ts))
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or_else(|| ModelError::Format(format!("{name}: {:?} is not a whole number of blocks", info.shape)))?;
+        self.spend(name, size)?;
+        Ok(self.ct.tensor(self.reader, name, &Device::Cpu).map_err(|e| ModelError::Format(format!("{name}: {e}")))?)
     }
 
     /// The format of matrix `name`, if it is one these kernels run.
@@ -181,8 +192,8 @@ impl<R: Read + Seek> Source<'_, R> {
             }
             let size = ty
                 .row_bytes(cols)
-                .ok()
-                .and_then(|rb| rb.checked_mul(r))
+                .map_err(kerr)?
+                .checked_mul(r)
                 .and_then(|n| u64::try_from(n).ok())
                 .ok_or_else(|| ModelError::Format(format!("{name}: size overflows")))?;
             self.spend(name, size)?;

@@ -84,7 +84,16 @@ fn tls13(
 }
 
 /// `n` handshakes to `addr` (after `warm` untimed ones); returns each one's duration.
-async fn handshakes(addr: &str, name: &str, cfg: rustls::ClientConfig, warm: usize, n: usize) -> Res<Vec<Duration>> {
+async fn handshakes(
+    addr: &str,
+    name: &str,
+    mut cfg: rustls::ClientConfig,
+    warm: usize,
+    n: usize,
+) -> Res<Vec<Duration>> {
+    // Every sample a full handshake: a resumed one would not present (or check) the
+    // certificate at all.
+    cfg.resumption = rustls::client::Resumption::disabled();
     let connector = TlsConnector::from(Arc::new(cfg));
     let server = ServerName::try_from(name.to_string())?;
     let mut out = Vec::with_capacity(n);
