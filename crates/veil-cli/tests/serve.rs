@@ -305,10 +305,22 @@ fn sealed_models_are_served_over_tls_and_withdrawn_on_revocation() {
         assert_eq!(resp.status().as_u16(), 400);
         let e: Value = resp.json().await.unwrap();
         assert_eq!(e["error"]["type"], "invalid_request_error");
+        // Oversized body: refused from the declared length before the body is read, so
+        // the runtime may answer 413 and close while the client is still writing; then
+        // the client sees a broken pipe or a reset instead of the answer (the runtime's
+        // own unit test reads the 413 itself). Either way it was never processed, and the
+        // runtime goes on serving.
         let big = "x".repeat(2 << 20);
-        let resp = client(&r.cert).post(&chat_url).bearer_auth(API_KEY).body(big).send().await.unwrap();
-        assert_eq!(resp.status().as_u16(), 413);
-        assert_eq!(resp.headers().get("connection").and_then(|v| v.to_str().ok()), Some("close"));
+        match client(&r.cert).post(&chat_url).bearer_auth(API_KEY).body(big).send().await {
+            Ok(resp) => {
+                assert_eq!(resp.status().as_u16(), 413);
+                assert_eq!(resp.headers().get("connection").and_then(|v| v.to_str().ok()), Some("close"));
+            }
+            Err(e) => assert!(
+                format!("{e:?}").contains("BrokenPipe") || format!("{e:?}").contains("ConnectionReset"),
+                "{e:?}"
+            ),
+        }
         let mut huge = question.clone();
         huge["max_tokens"] = json!(100_000);
         let (s, body) = post(&c, &chat_url, &huge, Some(API_KEY)).await;
