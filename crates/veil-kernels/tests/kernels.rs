@@ -346,3 +346,34 @@ fn scatter_rows_places_each_piece_and_refuses_what_does_not_fit() {
     assert!(veil_kernels::scatter_rows(&src, m, usize::MAX, &mut out).is_err());
     assert_eq!(out, before);
 }
+
+/// The `kernels` fuzz target's first finding (docs/fuzzing.md): Q4_0, 6 × 96, 5
+/// activation rows, whose every block sum Σ(q − 8)·q_a is exactly 0. The SIMD tiers on
+/// the row layout returned −0.015625 and −0.03125 (a block's lanes scaled and added in
+/// f32); every tier and layout must give the scalar tier's exact 0.
+#[test]
+fn a_block_sum_of_zero_is_zero_on_every_tier_and_layout() {
+    let input = [0x0au8, 0x0e, 0x0e, 0x0a, 0x7d, 0x2f, 0x0a, 0x6b];
+    veil_kernels::fuzz_matmul(&input);
+    // The same product, spelled out, so the expected value is in the test.
+    let (ty, rows, cols, m) = (QType::Q4_0, 6, 96, 5);
+    let [_, _, _, _, rest @ ..] = input;
+    let need = rows * ty.row_bytes(cols).unwrap();
+    let w = QWeight::new(ty, rows, cols, rest.iter().copied().cycle().take(need).collect()).unwrap();
+    let x: Vec<f32> = std::iter::once(f32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]))
+        .chain(std::iter::repeat(0.5))
+        .take(m * cols)
+        .collect();
+    let scalar = run(Kernels::scalar(), &w, &x, m);
+    // Activation rows 1..4 are all 0.5: exactly 0 there (the output is m × rows).
+    assert!(scalar[..rows].iter().all(|v| *v != 0.0), "{scalar:?}");
+    assert!(scalar[rows..].iter().all(|v| *v == 0.0), "{scalar:?}");
+    let inter = w.clone().interleave().unwrap();
+    for level in Level::ALL {
+        let Some(k) = Kernels::new(level) else { continue };
+        for w in [&w, &inter] {
+            let got = run(k, w, &x, m);
+            assert_eq!(got[rows..], scalar[rows..], "{level} {:?}", w.layout());
+        }
+    }
+}
