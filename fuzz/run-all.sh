@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run fuzz targets for SECONDS (default 600) each, JOBS (default 2) at a time, without a
+# Build every target (cargo fuzz build takes one name or all), then run fuzz targets for SECONDS (default 600) each, JOBS (default 2) at a time, without a
 # sanitizer (stable Rust); every target when none is named.
 #
 #   fuzz/run-all.sh [SECONDS] [TARGET...]
@@ -15,7 +15,7 @@ JOBS=${JOBS:-2}
 LOGS=${LOGS:-/tmp/fuzz-logs}
 mkdir -p "$LOGS"
 if [ $# -gt 0 ]; then targets="$*"; else targets=$(cargo fuzz list); fi
-cargo fuzz build -s none -O $targets >"$LOGS/build.log" 2>&1 || { cat "$LOGS/build.log" >&2; exit 1; }
+cargo fuzz build -s none -O >"$LOGS/build.log" 2>&1 || { cat "$LOGS/build.log" >&2; exit 1; }
 : >"$LOGS/summary.txt"
 # shellcheck disable=SC2086
 printf '%s\n' $targets | xargs -P "$JOBS" -I{} sh -c \

@@ -156,6 +156,61 @@ pub(crate) fn dot(ty: QType, w: &[u8], a: ActRow<'_>) -> f32 {
     acc
 }
 
+/// The sum of the magnitudes of every f32 term [`dot`] adds (each block's product, and
+/// its minimum term apart), in f64 so it does not overflow: the scale of the rounding
+/// error a different order of the same f32 operations can make. Tiers round each block
+/// term differently (a fused multiply-add here, two products there) and add the blocks
+/// in another order, so where block terms cancel they may differ by a few ulps of this,
+/// not of the result (fuzz oracle only).
+#[doc(hidden)]
+pub(crate) fn dot_magnitude(ty: QType, w: &[u8], a: ActRow<'_>) -> f64 {
+    let mut mag = 0f64;
+    let be = ty.block_elems();
+    let f = |v: f32| f64::from(v).abs();
+    for (b, blk) in w.chunks_exact(ty.block_bytes()).enumerate() {
+        let qa = a.qs.get(b * be..(b + 1) * be).unwrap_or_default();
+        let da = f(a.d.get(b).copied().unwrap_or(0.0));
+        mag += match ty {
+            QType::Q4_0 => {
+                f(f16_at(blk, 0)) * da * f64::from(idot(nibbles(&blk[2..]).map(|q| i32::from(q) - 8), qa)).abs()
+            }
+            QType::Q4_1 => {
+                let sum = f64::from(idot(nibbles(&blk[4..]).map(i32::from), qa)).abs();
+                f(f16_at(blk, 0)) * da * sum + f(f16_at(blk, 2)) * f(a.s.get(b).copied().unwrap_or(0.0))
+            }
+            QType::Q8_0 => {
+                f(f16_at(blk, 0)) * da * f64::from(idot(blk[2..34].iter().map(|&q| i32::from(q as i8)), qa)).abs()
+            }
+            QType::Q4K => {
+                let bs = a.bsums.get(b * 16..b * 16 + 16).unwrap_or_default();
+                let (scales, qs) = (&blk[4..16], &blk[16..144]);
+                let (mut sumi, mut summ) = (0i32, 0i32);
+                for j in 0..8 {
+                    let (sc, m) = scale_min_k4(j, scales);
+                    let q = &qs[(j / 2) * 32..(j / 2) * 32 + 32];
+                    let qa = qa.get(j * 32..j * 32 + 32).unwrap_or_default();
+                    let shift = if j % 2 == 0 { 0 } else { 4 };
+                    sumi += i32::from(sc) * idot(q.iter().map(|&q| i32::from((q >> shift) & 0xF)), qa);
+                    let bsum = bs.get(2 * j..2 * j + 2).map_or(0, |p| i32::from(p[0]) + i32::from(p[1]));
+                    summ += i32::from(m) * bsum;
+                }
+                da * (f(f16_at(blk, 0)) * f64::from(sumi).abs() + f(f16_at(blk, 2)) * f64::from(summ).abs())
+            }
+            QType::Q6K => {
+                let v = q6k_values(blk);
+                let mut sumi = 0i32;
+                for g in 0..16 {
+                    let sc = i32::from(blk[192 + g] as i8);
+                    let qa = qa.get(g * 16..g * 16 + 16).unwrap_or_default();
+                    sumi += sc * idot(v[g * 16..g * 16 + 16].iter().map(|&q| i32::from(q) - 32), qa);
+                }
+                f(f16_at(blk, 208)) * da * f64::from(sumi).abs()
+            }
+        };
+    }
+    mag
+}
+
 /// Rows `w` (whole rows of `ty`, `row_bytes` each) times every activation row:
 /// `out[j·m + i] = w_j · a_i`.
 pub(crate) fn rows(ty: QType, w: &[u8], row_bytes: usize, acts: &crate::QActs, out: &mut [f32]) {

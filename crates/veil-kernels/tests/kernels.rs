@@ -377,3 +377,54 @@ fn a_block_sum_of_zero_is_zero_on_every_tier_and_layout() {
         }
     }
 }
+
+/// Fuzz finding (2026-12-04, `kernels`): the oracle, not a kernel. Q4_0, 6 × 64, 5
+/// activation rows; the first activation row is −2.19·10²⁴ in most of both blocks, so
+/// the two block terms of output 0 are ±8.9·10²⁷ and cancel. The scalar tier computes
+/// each block as `(d·d_a)·Σ` and got exactly 0; AVX2 on the interleaved layout as
+/// `fma(d, Σ·d_a, acc)` and got −1.8·10²⁰: one rounding of a term apart, 2·10⁻⁸ of it.
+/// The old oracle allowed 10⁻³·max(|result|, 1), which cancellation makes meaningless;
+/// the bound is now also relative to Σ|block term| (`fuzz_matmul`).
+#[test]
+fn tiers_agree_within_the_scale_of_the_terms_when_block_terms_cancel() {
+    let mut input = vec![0x0au8, 0x0e, 0x7d, 0x0a];
+    input.extend([0xe7; 79].iter().chain(&[0; 103]).chain(&[0xe7; 6]).chain(&[0x6b]));
+    veil_kernels::fuzz_matmul(&input);
+    // The same product, spelled out: the block terms, one block of activations at a time.
+    let (ty, rows, cols, m) = (QType::Q4_0, 6, 64, 5);
+    let rest = &input[4..];
+    let w =
+        QWeight::new(ty, rows, cols, rest.iter().copied().cycle().take(rows * ty.row_bytes(cols).unwrap()).collect())
+            .unwrap();
+    let x: Vec<f32> = rest
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .chain(std::iter::repeat(0.5))
+        .take(m * cols)
+        .collect();
+    let scalar = run(Kernels::scalar(), &w, &x, m);
+    let mut terms = vec![0f64; m * rows];
+    for b in 0..cols / 32 {
+        let only_b: Vec<f32> = x.iter().enumerate().map(|(i, v)| if (i % cols) / 32 == b { *v } else { 0.0 }).collect();
+        for (t, v) in terms.iter_mut().zip(run(Kernels::scalar(), &w, &only_b, m)) {
+            *t += f64::from(v).abs();
+        }
+    }
+    // Output 0 is the cancelling one: |result| is nothing beside its terms.
+    assert!(terms[0] > 1e27, "{}", terms[0]);
+    assert!(f64::from(scalar[0].abs()) < 1e-6 * terms[0], "{} of {}", scalar[0], terms[0]);
+    let inter = w.clone().interleave().unwrap();
+    for level in Level::ALL {
+        let Some(k) = Kernels::new(level) else { continue };
+        for w in [&w, &inter] {
+            for ((g, s), t) in run(k, w, &x, m).iter().zip(&scalar).zip(&terms) {
+                let diff = (f64::from(*g) - f64::from(*s)).abs();
+                assert!(
+                    diff <= 1e-6 * t + 1e-3 * f64::from(s.abs()).max(1.0),
+                    "{level} {:?}: {g} vs {s} (Σ|term| {t:e})",
+                    w.layout()
+                );
+            }
+        }
+    }
+}
