@@ -379,12 +379,13 @@ fn a_block_sum_of_zero_is_zero_on_every_tier_and_layout() {
 }
 
 /// Fuzz finding (2026-12-04, `kernels`): the oracle, not a kernel. Q4_0, 6 × 64, 5
-/// activation rows; the first activation row is −2.19·10²⁴ in most of both blocks, so
-/// the two block terms of output 0 are ±8.9·10²⁷ and cancel. The scalar tier computes
-/// each block as `(d·d_a)·Σ` and got exactly 0; AVX2 on the interleaved layout as
-/// `fma(d, Σ·d_a, acc)` and got −1.8·10²⁰: one rounding of a term apart, 2·10⁻⁸ of it.
+/// activation rows; the first activation row is −2.19·10²⁴ in 19 of block 0's 32 elements
+/// and 2 of block 1's, so the two block terms of output 0 are ±8.9·10²⁷ and cancel. The
+/// scalar tier computes each block as `(d·d_a)·Σ` and got exactly 0; AVX2 on the
+/// interleaved layout as `fma(d, Σ·d_a, acc)` and got −1.8·10²⁰: one rounding of a term
+/// apart, 2·10⁻⁸ of it.
 /// The old oracle allowed 10⁻³·max(|result|, 1), which cancellation makes meaningless;
-/// the bound is now also relative to Σ|block term| (`fuzz_matmul`).
+/// the bound is now relative to Σ|block term| instead (`fuzz_matmul`).
 #[test]
 fn tiers_agree_within_the_scale_of_the_terms_when_block_terms_cancel() {
     let mut input = vec![0x0au8, 0x0e, 0x7d, 0x0a];
