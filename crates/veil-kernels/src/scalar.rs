@@ -122,38 +122,50 @@ pub(crate) fn dot(ty: QType, w: &[u8], a: ActRow<'_>) -> f32 {
             }
             QType::Q4K => {
                 let (d, dmin) = (f16_at(blk, 0), f16_at(blk, 2));
-                let (scales, qs) = (&blk[4..16], &blk[16..144]);
-                let bs = a.bsums.get(b * 16..b * 16 + 16).unwrap_or_default();
-                let (mut sumi, mut summ) = (0i32, 0i32);
-                for j in 0..8 {
-                    let (sc, m) = scale_min_k4(j, scales);
-                    let q = &qs[(j / 2) * 32..(j / 2) * 32 + 32];
-                    let qa = qa.get(j * 32..j * 32 + 32).unwrap_or_default();
-                    let s = if j % 2 == 0 {
-                        idot(q.iter().map(|&q| i32::from(q & 0xF)), qa)
-                    } else {
-                        idot(q.iter().map(|&q| i32::from(q >> 4)), qa)
-                    };
-                    sumi += i32::from(sc) * s;
-                    let bsum = bs.get(2 * j..2 * j + 2).map_or(0, |p| i32::from(p[0]) + i32::from(p[1]));
-                    summ += i32::from(m) * bsum;
-                }
+                let (sumi, summ) = q4k_sums(blk, qa, a.bsums.get(b * 16..b * 16 + 16).unwrap_or_default());
                 acc += da * (d * sumi as f32 - dmin * summ as f32);
             }
             QType::Q6K => {
                 let d = f16_at(blk, 208);
-                let v = q6k_values(blk);
-                let mut sumi = 0i32;
-                for g in 0..16 {
-                    let sc = i32::from(blk[192 + g] as i8);
-                    let qa = qa.get(g * 16..g * 16 + 16).unwrap_or_default();
-                    sumi += sc * idot(v[g * 16..g * 16 + 16].iter().map(|&q| i32::from(q) - 32), qa);
-                }
+                let sumi = q6k_sum(blk, qa);
                 acc += d * da * sumi as f32;
             }
         }
     }
     acc
+}
+
+/// One Q4_K super-block's exact integer sums against its activations: Σ_j sc_j·Σ q·q_a
+/// and Σ_j m_j·Σ q_a (the minima, from the 16-element activation sums `bs`).
+fn q4k_sums(blk: &[u8], qa: &[i8], bs: &[i16]) -> (i32, i32) {
+    let (scales, qs) = (&blk[4..16], &blk[16..144]);
+    let (mut sumi, mut summ) = (0i32, 0i32);
+    for j in 0..8 {
+        let (sc, m) = scale_min_k4(j, scales);
+        let q = &qs[(j / 2) * 32..(j / 2) * 32 + 32];
+        let qa = qa.get(j * 32..j * 32 + 32).unwrap_or_default();
+        let s = if j % 2 == 0 {
+            idot(q.iter().map(|&q| i32::from(q & 0xF)), qa)
+        } else {
+            idot(q.iter().map(|&q| i32::from(q >> 4)), qa)
+        };
+        sumi += i32::from(sc) * s;
+        let bsum = bs.get(2 * j..2 * j + 2).map_or(0, |p| i32::from(p[0]) + i32::from(p[1]));
+        summ += i32::from(m) * bsum;
+    }
+    (sumi, summ)
+}
+
+/// One Q6_K super-block's exact integer sum against its activations: Σ_g sc_g·Σ(q−32)·q_a.
+fn q6k_sum(blk: &[u8], qa: &[i8]) -> i32 {
+    let v = q6k_values(blk);
+    let mut sumi = 0i32;
+    for g in 0..16 {
+        let sc = i32::from(blk[192 + g] as i8);
+        let qa = qa.get(g * 16..g * 16 + 16).unwrap_or_default();
+        sumi += sc * idot(v[g * 16..g * 16 + 16].iter().map(|&q| i32::from(q) - 32), qa);
+    }
+    sumi
 }
 
 /// The sum of the magnitudes of every f32 term [`dot`] adds (each block's product, and
@@ -182,28 +194,11 @@ pub(crate) fn dot_magnitude(ty: QType, w: &[u8], a: ActRow<'_>) -> f64 {
                 f(f16_at(blk, 0)) * da * f64::from(idot(blk[2..34].iter().map(|&q| i32::from(q as i8)), qa)).abs()
             }
             QType::Q4K => {
-                let bs = a.bsums.get(b * 16..b * 16 + 16).unwrap_or_default();
-                let (scales, qs) = (&blk[4..16], &blk[16..144]);
-                let (mut sumi, mut summ) = (0i32, 0i32);
-                for j in 0..8 {
-                    let (sc, m) = scale_min_k4(j, scales);
-                    let q = &qs[(j / 2) * 32..(j / 2) * 32 + 32];
-                    let qa = qa.get(j * 32..j * 32 + 32).unwrap_or_default();
-                    let shift = if j % 2 == 0 { 0 } else { 4 };
-                    sumi += i32::from(sc) * idot(q.iter().map(|&q| i32::from((q >> shift) & 0xF)), qa);
-                    let bsum = bs.get(2 * j..2 * j + 2).map_or(0, |p| i32::from(p[0]) + i32::from(p[1]));
-                    summ += i32::from(m) * bsum;
-                }
+                let (sumi, summ) = q4k_sums(blk, qa, a.bsums.get(b * 16..b * 16 + 16).unwrap_or_default());
                 da * (f(f16_at(blk, 0)) * f64::from(sumi).abs() + f(f16_at(blk, 2)) * f64::from(summ).abs())
             }
             QType::Q6K => {
-                let v = q6k_values(blk);
-                let mut sumi = 0i32;
-                for g in 0..16 {
-                    let sc = i32::from(blk[192 + g] as i8);
-                    let qa = qa.get(g * 16..g * 16 + 16).unwrap_or_default();
-                    sumi += sc * idot(v[g * 16..g * 16 + 16].iter().map(|&q| i32::from(q) - 32), qa);
-                }
+                let sumi = q6k_sum(blk, qa);
                 f(f16_at(blk, 208)) * da * f64::from(sumi).abs()
             }
         };
