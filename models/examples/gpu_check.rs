@@ -27,7 +27,7 @@ fn argmax(l: &[f32]) -> usize {
     l.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(i, _)| i)
 }
 
-/// Greedy answer: (text, token ids by re-encoding, prompt ms, generation ms, tokens).
+/// The greedy answer of `m` to `ids`: its text, token count and timings, as JSON.
 fn answer(m: &ChatModel, ids: &[u32], tokens: usize) -> Res<Value> {
     let params = GenParams { max_tokens: tokens, ..GenParams::default() };
     let t = Instant::now();
